@@ -1,0 +1,63 @@
+//! An embedded observability and cost ledger for AI agents: exact costs, alerts that fire inside
+//! the write, and a fast cross-run dashboard, in one SQLite file.
+//!
+//! # Architecture
+//!
+//! An agent's *run* makes LLM calls and tool calls. A record travels through the crate like this:
+//!
+//! 1. [`LlmCall`] / [`ToolCall`] (module `record`) are validated: every invalid value is a typed
+//!    [`Error`] naming the field, before anything touches the database.
+//! 2. An LLM call is priced by [`Pricing`] (module `pricing`) as an exact integer of pico-dollars
+//!    (1e-12 USD); an unknown model leaves the call *unpriced* (never a made-up 0).
+//! 3. [`Pipeline`] (module `store`) opens one `BEGIN IMMEDIATE` transaction that inserts the
+//!    record, updates the run's rollup row and the latency histogram, and evaluates the alert
+//!    rules (module `alerts`) against the new rollup. It commits all of that or nothing, then
+//!    returns the fired [`Alert`]s.
+//! 4. Reads — [`RunSummary`], alerts, and the dashboard — run on pooled reader connections from
+//!    the rollups and histogram (module `percentile` holds the exact percentile rule).
+//!
+//! The database file is meant to be read by people too: see README.md for the schema and ready
+//! `sqlite3` queries.
+//!
+//! # Example
+//!
+//! ```
+//! use agentobs::{LlmCall, Pipeline, Pricing};
+//!
+//! let pricing = Pricing::from_json_str(r#"{"gpt-4o": {"input": 5.0, "output": 15.0}}"#)?;
+//! let pipeline = Pipeline::open_in_memory(pricing)?;
+//! pipeline.set_alert("cost_usd", 1.0)?;
+//!
+//! let fired = pipeline.record_llm_call(LlmCall {
+//!     call_id: "c1".into(),
+//!     run_id: "run-1".into(),
+//!     model: "gpt-4o".into(),
+//!     input_tokens: 200_000,
+//!     output_tokens: 10_000,
+//!     latency_ms: 2_300.0,
+//!     ..Default::default()
+//! })?;
+//! assert_eq!(fired[0].metric, "cost_usd"); // 1.15 USD > 1.0 USD
+//!
+//! let summary = pipeline.end_run("run-1", "success")?;
+//! assert_eq!(summary.cost_usd, 1.15);
+//! # Ok::<(), agentobs::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod alerts;
+mod error;
+mod percentile;
+mod pricing;
+mod record;
+mod store;
+
+pub use alerts::{AlertRule, Metric, RunTotals};
+pub use error::{Error, Result};
+pub use percentile::percentile;
+pub use pricing::{
+    format_picousd, picousd_to_usd, usd_to_picousd, Cost, LoadReport, Pricing, Usage,
+    BUILTIN_AS_OF, PICO_PER_USD,
+};
+pub use record::{Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
+pub use store::{AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous};

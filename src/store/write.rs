@@ -1,0 +1,594 @@
+//! The write path: one record into one open `BEGIN IMMEDIATE` transaction.
+//!
+//! Each write inserts the record, updates its run's rollup row, adds it to the latency histogram
+//! and evaluates the alert rules against the new rollup, all in the caller's transaction: either
+//! everything of a call lands or nothing does. Rollups are read, added in Rust with overflow
+//! checks, and written back whole; the write lock held since `BEGIN IMMEDIATE` makes that
+//! read-modify-write safe across threads and processes.
+
+use rusqlite::{named_params, params, Connection, OptionalExtension};
+
+use crate::alerts::{self, AlertRule, RunTotals};
+use crate::error::{Error, Result};
+use crate::percentile;
+use crate::pricing::{picousd_to_usd, usd_to_picousd, Pricing};
+use crate::record::{Alert, LlmCall, ToolCall};
+
+use super::rows;
+
+/// Where an LLM call's cost comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum CallCost {
+    /// Given by the caller: kept as given (`usd`), summed as `picousd`.
+    Given { usd: f64, picousd: i64 },
+    /// Computed from the pricing table (0 for response-cache hits).
+    Computed { picousd: i64 },
+    /// The model is unknown: no cost, counted as unpriced.
+    Unpriced,
+}
+
+impl CallCost {
+    pub(crate) fn source(&self) -> &'static str {
+        match self {
+            CallCost::Given { .. } => "given",
+            CallCost::Computed { .. } => "computed",
+            CallCost::Unpriced => "unpriced",
+        }
+    }
+
+    pub(crate) fn picousd(&self) -> Option<i64> {
+        match *self {
+            CallCost::Given { picousd, .. } | CallCost::Computed { picousd } => Some(picousd),
+            CallCost::Unpriced => None,
+        }
+    }
+
+    pub(crate) fn usd(&self) -> Option<f64> {
+        match *self {
+            CallCost::Given { usd, .. } => Some(usd),
+            CallCost::Computed { picousd } => Some(picousd_to_usd(picousd as i128)),
+            CallCost::Unpriced => None,
+        }
+    }
+}
+
+/// Prices a validated call at `timestamp`. Pure: no database.
+pub(crate) fn price_call(
+    pricing: &Pricing,
+    strict: bool,
+    call: &LlmCall,
+    timestamp: f64,
+) -> Result<CallCost> {
+    if let Some(usd) = call.cost_usd {
+        let picousd = usd_to_picousd(usd)
+            .and_then(|p| i64::try_from(p).ok())
+            .ok_or_else(|| Error::invalid("cost_usd", usd, "beyond the per-call limit of 9.2 million USD"))?;
+        return Ok(CallCost::Given { usd, picousd });
+    }
+    if call.cached {
+        return Ok(CallCost::Computed { picousd: 0 });
+    }
+    match pricing.cost(&call.model, &call.usage(), Some(timestamp)) {
+        Ok(cost) => Ok(CallCost::Computed {
+            picousd: cost.total_picousd,
+        }),
+        Err(Error::UnknownModel { .. }) if !strict => Ok(CallCost::Unpriced),
+        Err(e) => Err(e),
+    }
+}
+
+/// The rollup columns of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Rollup {
+    pub llm_calls: i64,
+    pub tool_calls: i64,
+    pub tool_errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_calls: i64,
+    pub unpriced_calls: i64,
+    pub unpriced_tokens: i64,
+    pub cost_picousd: i64,
+}
+
+impl Rollup {
+    pub(crate) fn totals(&self) -> RunTotals {
+        RunTotals {
+            llm_calls: self.llm_calls,
+            tool_calls: self.tool_calls,
+            tool_errors: self.tool_errors,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_picousd: self.cost_picousd,
+        }
+    }
+
+    /// Adds `delta` field by field (negative deltas subtract, for re-pricing).
+    pub(crate) fn add(&self, d: &Rollup, run_id: &str) -> Result<Rollup> {
+        let f = |a: i64, b: i64| {
+            a.checked_add(b).ok_or_else(|| {
+                Error::invalid(
+                    "run_id",
+                    run_id,
+                    "the run's totals would exceed the ledger's 64-bit limits",
+                )
+            })
+        };
+        Ok(Rollup {
+            llm_calls: f(self.llm_calls, d.llm_calls)?,
+            tool_calls: f(self.tool_calls, d.tool_calls)?,
+            tool_errors: f(self.tool_errors, d.tool_errors)?,
+            input_tokens: f(self.input_tokens, d.input_tokens)?,
+            output_tokens: f(self.output_tokens, d.output_tokens)?,
+            cached_calls: f(self.cached_calls, d.cached_calls)?,
+            unpriced_calls: f(self.unpriced_calls, d.unpriced_calls)?,
+            unpriced_tokens: f(self.unpriced_tokens, d.unpriced_tokens)?,
+            cost_picousd: f(self.cost_picousd, d.cost_picousd)?,
+        })
+    }
+
+    /// What one LLM call adds.
+    pub(crate) fn of_llm(call: &LlmCall, cost: &CallCost) -> Rollup {
+        let unpriced = cost.picousd().is_none();
+        Rollup {
+            llm_calls: 1,
+            input_tokens: call.input_tokens,
+            output_tokens: call.output_tokens,
+            cached_calls: i64::from(call.cached),
+            unpriced_calls: i64::from(unpriced),
+            unpriced_tokens: if unpriced {
+                call.input_tokens.saturating_add(call.output_tokens)
+            } else {
+                0
+            },
+            cost_picousd: cost.picousd().unwrap_or(0),
+            ..Rollup::default()
+        }
+    }
+}
+
+/// A run as the write path sees it.
+pub(crate) struct RunState {
+    pub status: String,
+    pub rollup: Rollup,
+}
+
+const SELECT_RUN: &str = "SELECT status, llm_calls, tool_calls, tool_errors, input_tokens,
+    output_tokens, cached_calls, unpriced_calls, unpriced_tokens, cost_picousd
+    FROM runs WHERE run_id = ?1";
+
+pub(crate) fn load_run(conn: &Connection, run_id: &str) -> Result<Option<RunState>> {
+    let mut stmt = conn.prepare_cached(SELECT_RUN)?;
+    let run = stmt
+        .query_row([run_id], |r| {
+            Ok(RunState {
+                status: r.get("status")?,
+                rollup: Rollup {
+                    llm_calls: r.get("llm_calls")?,
+                    tool_calls: r.get("tool_calls")?,
+                    tool_errors: r.get("tool_errors")?,
+                    input_tokens: r.get("input_tokens")?,
+                    output_tokens: r.get("output_tokens")?,
+                    cached_calls: r.get("cached_calls")?,
+                    unpriced_calls: r.get("unpriced_calls")?,
+                    unpriced_tokens: r.get("unpriced_tokens")?,
+                    cost_picousd: r.get("cost_picousd")?,
+                },
+            })
+        })
+        .optional()?;
+    Ok(run)
+}
+
+const UPDATE_ROLLUP: &str = "UPDATE runs SET llm_calls = :llm_calls, tool_calls = :tool_calls,
+    tool_errors = :tool_errors, input_tokens = :input_tokens, output_tokens = :output_tokens,
+    cached_calls = :cached_calls, unpriced_calls = :unpriced_calls,
+    unpriced_tokens = :unpriced_tokens, cost_picousd = :cost_picousd, cost_usd = :cost_usd
+    WHERE run_id = :run_id";
+
+pub(crate) fn store_rollup(conn: &Connection, run_id: &str, r: &Rollup) -> Result<()> {
+    conn.prepare_cached(UPDATE_ROLLUP)?.execute(named_params! {
+        ":run_id": run_id,
+        ":llm_calls": r.llm_calls,
+        ":tool_calls": r.tool_calls,
+        ":tool_errors": r.tool_errors,
+        ":input_tokens": r.input_tokens,
+        ":output_tokens": r.output_tokens,
+        ":cached_calls": r.cached_calls,
+        ":unpriced_calls": r.unpriced_calls,
+        ":unpriced_tokens": r.unpriced_tokens,
+        ":cost_picousd": r.cost_picousd,
+        ":cost_usd": picousd_to_usd(r.cost_picousd as i128),
+    })?;
+    Ok(())
+}
+
+const UPSERT_HISTOGRAM: &str = "INSERT INTO latency_histogram (series, key, bucket, calls, errors,
+    cached_calls, unpriced_calls, input_tokens, output_tokens, cost_microusd, cost_rem_picousd)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    ON CONFLICT (series, key, bucket) DO UPDATE SET
+        calls = calls + excluded.calls,
+        errors = errors + excluded.errors,
+        cached_calls = cached_calls + excluded.cached_calls,
+        unpriced_calls = unpriced_calls + excluded.unpriced_calls,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cost_microusd = cost_microusd + excluded.cost_microusd,
+        cost_rem_picousd = cost_rem_picousd + excluded.cost_rem_picousd";
+
+/// One histogram contribution (negative values subtract, for re-pricing).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HistogramDelta {
+    pub calls: i64,
+    pub errors: i64,
+    pub cached_calls: i64,
+    pub unpriced_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_picousd: i64,
+}
+
+pub(crate) fn add_to_histogram(
+    conn: &Connection,
+    series: &str,
+    key: &str,
+    value: f64,
+    d: &HistogramDelta,
+) -> Result<()> {
+    conn.prepare_cached(UPSERT_HISTOGRAM)?.execute(params![
+        series,
+        key,
+        percentile::bucket(value),
+        d.calls,
+        d.errors,
+        d.cached_calls,
+        d.unpriced_calls,
+        d.input_tokens,
+        d.output_tokens,
+        d.cost_picousd.div_euclid(1_000_000),
+        d.cost_picousd.rem_euclid(1_000_000),
+    ])?;
+    Ok(())
+}
+
+/// Whether a write stored something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// A new record.
+    Inserted,
+    /// The same record was already stored (a retry); nothing changed.
+    Duplicate,
+}
+
+/// Writes records into one open write transaction and collects the alerts they fire.
+pub(crate) struct Writer<'c> {
+    conn: &'c Connection,
+    rules: Vec<AlertRule>,
+    /// Alerts fired so far in this transaction.
+    pub fired: Vec<Alert>,
+    now: f64,
+}
+
+const INSERT_LLM: &str = "INSERT INTO llm_calls (call_id, run_id, step, model, input_tokens,
+    output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, cost_usd,
+    cost_picousd, cost_source, timestamp, cached, error, metadata)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+    ON CONFLICT (call_id) DO NOTHING";
+
+const INSERT_TOOL: &str = "INSERT INTO tool_calls (call_id, run_id, step, tool_name, latency_ms,
+    success, error, timestamp, metadata)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT (call_id) DO NOTHING";
+
+const INSERT_ALERT: &str = "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
+
+const SELECT_RULES: &str = "SELECT metric, threshold, min_calls FROM alert_rules ORDER BY metric";
+
+const INSERT_IMPLICIT_RUN: &str = "INSERT INTO runs (run_id, started_at) VALUES (?1, ?2)";
+
+fn metadata_text(m: &Option<serde_json::Value>) -> Option<String> {
+    m.as_ref().map(serde_json::Value::to_string)
+}
+
+/// Loads the alert rules in force (read inside the write transaction, so a rule set by another
+/// process applies from its commit on).
+pub(crate) fn load_rules(conn: &Connection) -> Result<Vec<AlertRule>> {
+    let mut stmt = conn.prepare_cached(SELECT_RULES)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>("metric")?,
+            r.get::<_, f64>("threshold")?,
+            r.get::<_, i64>("min_calls")?,
+        ))
+    })?;
+    let mut rules = Vec::new();
+    for row in rows {
+        let (metric, threshold, min_calls) = row?;
+        // A metric written by a newer version is skipped, not fatal: it cannot be evaluated here.
+        if let Ok(metric) = metric.parse() {
+            rules.push(AlertRule {
+                metric,
+                threshold,
+                min_calls,
+            });
+        }
+    }
+    Ok(rules)
+}
+
+impl<'c> Writer<'c> {
+    /// A writer over `conn`, which must be inside a write transaction. With `evaluate_alerts`
+    /// false (import), no rule is evaluated.
+    pub(crate) fn new(conn: &'c Connection, evaluate_alerts: bool) -> Result<Writer<'c>> {
+        let rules = if evaluate_alerts {
+            load_rules(conn)?
+        } else {
+            Vec::new()
+        };
+        Ok(Writer {
+            conn,
+            rules,
+            fired: Vec::new(),
+            now: crate::record::now(),
+        })
+    }
+
+    /// The run, started implicitly (status `running`, empty metadata) when unknown.
+    fn run_for_record(&self, run_id: &str, timestamp: f64) -> Result<RunState> {
+        if let Some(run) = load_run(self.conn, run_id)? {
+            return Ok(run);
+        }
+        self.conn
+            .prepare_cached(INSERT_IMPLICIT_RUN)?
+            .execute(params![run_id, timestamp])?;
+        Ok(RunState {
+            status: "running".into(),
+            rollup: Rollup::default(),
+        })
+    }
+
+    /// Stores a validated, priced LLM call.
+    pub(crate) fn llm(&mut self, call: &LlmCall, timestamp: f64, cost: CallCost) -> Result<Written> {
+        let run = self.run_for_record(&call.run_id, timestamp)?;
+        if run.status != "running" {
+            return self.retry_of_ended_run(existing_llm(self.conn, &call.call_id)?, &run, call, |e| {
+                compare_llm(e, call, &cost)
+            });
+        }
+        let inserted = self.conn.prepare_cached(INSERT_LLM)?.execute(params![
+            call.call_id,
+            call.run_id,
+            call.step,
+            call.model,
+            call.input_tokens,
+            call.output_tokens,
+            call.cached_input_tokens,
+            call.cache_write_tokens,
+            call.reasoning_tokens,
+            call.latency_ms,
+            cost.usd(),
+            cost.picousd(),
+            cost.source(),
+            timestamp,
+            call.cached,
+            call.error,
+            metadata_text(&call.metadata),
+        ])?;
+        if inserted == 0 {
+            let existing = existing_llm(self.conn, &call.call_id)?;
+            return existing
+                .map(|e| compare_llm(&e, call, &cost).map(|()| Written::Duplicate))
+                .unwrap_or(Ok(Written::Duplicate));
+        }
+        let delta = Rollup::of_llm(call, &cost);
+        let rollup = run.rollup.add(&delta, &call.run_id)?;
+        store_rollup(self.conn, &call.run_id, &rollup)?;
+        add_to_histogram(
+            self.conn,
+            "llm",
+            &call.model,
+            call.latency_ms,
+            &HistogramDelta {
+                calls: 1,
+                errors: i64::from(call.error.is_some()),
+                cached_calls: delta.cached_calls,
+                unpriced_calls: delta.unpriced_calls,
+                input_tokens: call.input_tokens,
+                output_tokens: call.output_tokens,
+                cost_picousd: delta.cost_picousd,
+            },
+        )?;
+        // Alert rules are evaluated here, in the transaction of the insert, from the new rollup.
+        self.evaluate(&call.run_id, &call.call_id, &rollup, Some(call.latency_ms))?;
+        Ok(Written::Inserted)
+    }
+
+    /// Stores a validated tool call.
+    pub(crate) fn tool(&mut self, call: &ToolCall, timestamp: f64) -> Result<Written> {
+        let run = self.run_for_record(&call.run_id, timestamp)?;
+        if run.status != "running" {
+            return self.retry_of_ended_run(existing_tool(self.conn, &call.call_id)?, &run, call, |e| {
+                compare_tool(e, call)
+            });
+        }
+        let inserted = self.conn.prepare_cached(INSERT_TOOL)?.execute(params![
+            call.call_id,
+            call.run_id,
+            call.step,
+            call.tool_name,
+            call.latency_ms,
+            call.success,
+            call.error,
+            timestamp,
+            metadata_text(&call.metadata),
+        ])?;
+        if inserted == 0 {
+            let existing = existing_tool(self.conn, &call.call_id)?;
+            return existing
+                .map(|e| compare_tool(&e, call).map(|()| Written::Duplicate))
+                .unwrap_or(Ok(Written::Duplicate));
+        }
+        let failed = i64::from(!call.success);
+        let delta = Rollup {
+            tool_calls: 1,
+            tool_errors: failed,
+            ..Rollup::default()
+        };
+        let rollup = run.rollup.add(&delta, &call.run_id)?;
+        store_rollup(self.conn, &call.run_id, &rollup)?;
+        add_to_histogram(
+            self.conn,
+            "tool",
+            &call.tool_name,
+            call.latency_ms,
+            &HistogramDelta {
+                calls: 1,
+                errors: failed,
+                ..HistogramDelta::default()
+            },
+        )?;
+        self.evaluate(&call.run_id, &call.call_id, &rollup, None)?;
+        Ok(Written::Inserted)
+    }
+
+    /// A record for an ended run is accepted only as a retry of one already stored.
+    fn retry_of_ended_run<T>(
+        &self,
+        existing: Option<T>,
+        run: &RunState,
+        call: &impl CallIds,
+        compare: impl FnOnce(&T) -> Result<()>,
+    ) -> Result<Written> {
+        match existing {
+            Some(e) => compare(&e).map(|()| Written::Duplicate),
+            None => Err(Error::RunEnded {
+                run_id: call.run_id().to_string(),
+                status: run.status.clone(),
+            }),
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        run_id: &str,
+        call_id: &str,
+        rollup: &Rollup,
+        llm_latency_ms: Option<f64>,
+    ) -> Result<()> {
+        let totals = rollup.totals();
+        for rule in &self.rules {
+            let Some(value) = alerts::breach(rule, &totals, llm_latency_ms) else {
+                continue;
+            };
+            let metric = rule.metric.as_str();
+            let fired = self.conn.prepare_cached(INSERT_ALERT)?.execute(params![
+                run_id,
+                metric,
+                value,
+                rule.threshold,
+                call_id,
+                self.now
+            ])?;
+            if fired == 1 {
+                self.fired.push(Alert {
+                    run_id: run_id.to_string(),
+                    metric: metric.to_string(),
+                    value,
+                    threshold: rule.threshold,
+                    call_id: call_id.to_string(),
+                    fired_at: self.now,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ids every record has.
+pub(crate) trait CallIds {
+    fn run_id(&self) -> &str;
+}
+
+impl CallIds for LlmCall {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+impl CallIds for ToolCall {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+pub(crate) fn existing_llm(conn: &Connection, call_id: &str) -> Result<Option<(LlmCall, String)>> {
+    let sql = format!("SELECT {} FROM llm_calls WHERE call_id = ?1", rows::LLM_COLUMNS);
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([call_id], rows::llm_call)
+        .optional()?)
+}
+
+pub(crate) fn existing_tool(conn: &Connection, call_id: &str) -> Result<Option<ToolCall>> {
+    let sql = format!("SELECT {} FROM tool_calls WHERE call_id = ?1", rows::TOOL_COLUMNS);
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([call_id], rows::tool_call)
+        .optional()?)
+}
+
+fn conflict(kind: &'static str, call_id: &str, field: &'static str) -> Error {
+    Error::ConflictingDuplicate {
+        kind,
+        call_id: call_id.to_string(),
+        field,
+    }
+}
+
+/// Whether `new` is a retry of the stored call: every field it gives equals the stored one. A
+/// timestamp left to "now" matches any stored time; a cost left to the table matches any cost the
+/// table gave (it may have been re-priced since).
+fn compare_llm((old, source): &(LlmCall, String), new: &LlmCall, cost: &CallCost) -> Result<()> {
+    let same_cost = match cost {
+        CallCost::Given { usd, .. } => source == "given" && old.cost_usd == Some(*usd),
+        _ => source != "given",
+    };
+    let diffs: [(&'static str, bool); 14] = [
+        ("run_id", old.run_id == new.run_id),
+        ("step", old.step == new.step),
+        ("model", old.model == new.model),
+        ("input_tokens", old.input_tokens == new.input_tokens),
+        ("output_tokens", old.output_tokens == new.output_tokens),
+        ("cached_input_tokens", old.cached_input_tokens == new.cached_input_tokens),
+        ("cache_write_tokens", old.cache_write_tokens == new.cache_write_tokens),
+        ("reasoning_tokens", old.reasoning_tokens == new.reasoning_tokens),
+        ("latency_ms", old.latency_ms == new.latency_ms),
+        ("cost_usd", same_cost),
+        ("timestamp", new.timestamp.is_none() || old.timestamp == new.timestamp),
+        ("cached", old.cached == new.cached),
+        ("error", old.error == new.error),
+        ("metadata", old.metadata == new.metadata),
+    ];
+    match diffs.iter().find(|(_, same)| !same) {
+        Some((field, _)) => Err(conflict("llm_call", &new.call_id, field)),
+        None => Ok(()),
+    }
+}
+
+fn compare_tool(old: &ToolCall, new: &ToolCall) -> Result<()> {
+    let diffs: [(&'static str, bool); 8] = [
+        ("run_id", old.run_id == new.run_id),
+        ("step", old.step == new.step),
+        ("tool_name", old.tool_name == new.tool_name),
+        ("latency_ms", old.latency_ms == new.latency_ms),
+        ("success", old.success == new.success),
+        ("error", old.error == new.error),
+        ("timestamp", new.timestamp.is_none() || old.timestamp == new.timestamp),
+        ("metadata", old.metadata == new.metadata),
+    ];
+    match diffs.iter().find(|(_, same)| !same) {
+        Some((field, _)) => Err(conflict("tool_call", &new.call_id, field)),
+        None => Ok(()),
+    }
+}
