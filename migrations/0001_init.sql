@@ -28,6 +28,8 @@ CREATE TABLE runs (
 
 CREATE INDEX runs_by_started_at ON runs (started_at);
 CREATE INDEX runs_by_status ON runs (status, started_at);
+-- Exact run-duration percentiles pick rows by rank (see latency_histogram).
+CREATE INDEX runs_by_duration ON runs (duration_ms) WHERE duration_ms IS NOT NULL;
 
 -- One row per LLM call. cost_source says where cost_usd came from: 'given' by the caller,
 -- 'computed' from the pricing table, or 'unpriced' (model unknown: cost_usd and cost_picousd NULL).

@@ -214,7 +214,10 @@ mod tests {
 
     #[test]
     fn bad_rules_are_typed_errors() {
-        assert!(matches!("cost".parse::<Metric>(), Err(Error::UnknownMetric { .. })));
+        assert!(matches!(
+            "cost".parse::<Metric>(),
+            Err(Error::UnknownMetric { .. })
+        ));
         for t in [f64::NAN, f64::INFINITY, -1.0] {
             assert!(AlertRule::new(Metric::CostUsd, t, 0).is_err());
         }

@@ -46,18 +46,23 @@
 #![warn(missing_docs)]
 
 mod alerts;
+mod dashboard;
 mod error;
 mod percentile;
 mod pricing;
 mod record;
+pub mod simulate;
 mod store;
 
 pub use alerts::{AlertRule, Metric, RunTotals};
+pub use dashboard::{
+    Dashboard, DashboardFilter, DayStats, LatencyBin, ModelStats, Percentiles, ToolStats,
+};
 pub use error::{Error, Result};
 pub use percentile::percentile;
 pub use pricing::{
     format_picousd, picousd_to_usd, usd_to_picousd, Cost, LoadReport, Pricing, Usage,
     BUILTIN_AS_OF, PICO_PER_USD,
 };
-pub use record::{Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
+pub use record::{parse_time, Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
 pub use store::{AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous};

@@ -189,6 +189,31 @@ pub(crate) fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Parses a time given as an RFC 3339 date (`2024-05-13`, midnight UTC), an RFC 3339 date-time,
+/// or epoch seconds in text, to epoch seconds.
+///
+/// # Errors
+/// A message saying which forms are accepted.
+pub fn parse_time(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() {
+            return Ok(secs);
+        }
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.timestamp() as f64 + dt.timestamp_subsec_nanos() as f64 / 1e9);
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        if let Some(dt) = d.and_hms_opt(0, 0, 0) {
+            return Ok(dt.and_utc().timestamp() as f64);
+        }
+    }
+    Err(format!(
+        "{text:?} is not an RFC 3339 date (2024-05-13), date-time (2024-05-13T12:00:00Z) or epoch seconds"
+    ))
+}
+
 pub(crate) fn check_id(field: &'static str, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid(field, "\"\"", "cannot be empty"));
@@ -288,5 +313,23 @@ impl ToolCall {
             check_metadata("metadata", m)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("2024-05-13").unwrap(), 1_715_558_400.0);
+        assert_eq!(parse_time("2024-05-13T00:00:01Z").unwrap(), 1_715_558_401.0);
+        assert_eq!(
+            parse_time("2024-05-13T02:00:01+02:00").unwrap(),
+            1_715_558_401.0
+        );
+        assert_eq!(parse_time("1715558400.5").unwrap(), 1_715_558_400.5);
+        assert!(parse_time("nope").is_err());
+        assert!(parse_time("inf").is_err());
     }
 }

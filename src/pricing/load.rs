@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{LoadReport, PriceEntry, Rates, Tier};
 use crate::error::{Error, Result};
+use crate::record::parse_time;
 
 /// Pico-dollars per token in one USD per 1M tokens (the native format's unit).
 const PER_MILLION_SCALE: u32 = 6;
@@ -45,7 +46,11 @@ pub(super) fn parse(json: &str) -> Result<(Models, LoadReport)> {
     let root: Value =
         serde_json::from_str(json).map_err(|e| err("", "", format!("not valid JSON: {e}")))?;
     let Value::Object(root) = root else {
-        return Err(err("", "", "the table must be a JSON object of model names"));
+        return Err(err(
+            "",
+            "",
+            "the table must be a JSON object of model names",
+        ));
     };
     let is_litellm = root.iter().any(|(name, v)| {
         name == "sample_spec"
@@ -71,7 +76,11 @@ fn scale_price(model: &str, key: &str, v: &Value, scale: u32) -> Result<(i64, bo
         return Err(err(model, key, format!("price must be finite, got {x}")));
     }
     if x < 0.0 {
-        return Err(err(model, key, format!("price cannot be negative, got {x}")));
+        return Err(err(
+            model,
+            key,
+            format!("price cannot be negative, got {x}"),
+        ));
     }
     scale_decimal(x, scale).ok_or_else(|| err(model, key, format!("price {x} is too large")))
 }
@@ -180,14 +189,25 @@ fn check_history(model: &str, entries: &[PriceEntry]) -> Result<()> {
                 return Err(err(
                     model,
                     "since",
-                    format!("history entry {} has no \"since\" (only the first may omit it)", i + 2),
+                    format!(
+                        "history entry {} has no \"since\" (only the first may omit it)",
+                        i + 2
+                    ),
                 ))
             }
             (Some(a), Some(b)) if b == a => {
-                return Err(err(model, "since", "two history entries have the same \"since\""))
+                return Err(err(
+                    model,
+                    "since",
+                    "two history entries have the same \"since\"",
+                ))
             }
             (Some(a), Some(b)) if b < a => {
-                return Err(err(model, "since", "history entries must be in ascending \"since\" order"))
+                return Err(err(
+                    model,
+                    "since",
+                    "history entries must be in ascending \"since\" order",
+                ))
             }
             _ => {}
         }
@@ -221,7 +241,11 @@ fn native_entry(s: &mut Scaler, o: &Map<String, Value>, history: bool) -> Result
     let since = match o.get("since") {
         None => None,
         Some(_) if !history => {
-            return Err(err(s.model, "since", "\"since\" belongs in a price history list"))
+            return Err(err(
+                s.model,
+                "since",
+                "\"since\" belongs in a price history list",
+            ))
         }
         Some(Value::String(t)) => Some(
             parse_time(t)
@@ -256,7 +280,11 @@ fn native_entry(s: &mut Scaler, o: &Map<String, Value>, history: bool) -> Result
             }
             let above = match t.get("above_input_tokens") {
                 Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-                    err(s.model, "above_input_tokens", format!("expected a token count, got {v}"))
+                    err(
+                        s.model,
+                        "above_input_tokens",
+                        format!("expected a token count, got {v}"),
+                    )
                 })?,
                 None => return Err(err(s.model, "above_input_tokens", "missing in a tier")),
             };
@@ -328,10 +356,7 @@ fn parse_litellm(root: &Map<String, Value>) -> Result<(Models, LoadReport)> {
             cache_write: s.opt(o, "cache_creation_input_token_cost")?,
             reasoning: s.opt(o, "output_cost_per_reasoning_token")?,
         };
-        let mut thresholds: Vec<i64> = o
-            .keys()
-            .filter_map(|k| litellm_tier_threshold(k))
-            .collect();
+        let mut thresholds: Vec<i64> = o.keys().filter_map(|k| litellm_tier_threshold(k)).collect();
         thresholds.sort_unstable();
         thresholds.dedup();
         let mut tiers = Vec::new();
@@ -379,28 +404,6 @@ fn litellm_tier_threshold(key: &str) -> Option<i64> {
     n.parse::<i64>().ok().map(|k| k * 1000)
 }
 
-/// Parses a time given as an RFC 3339 date (`2024-05-13`, midnight UTC), an RFC 3339 date-time,
-/// or epoch seconds in text, to epoch seconds.
-pub(crate) fn parse_time(text: &str) -> std::result::Result<f64, String> {
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() {
-            return Ok(secs);
-        }
-    }
-    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
-        return Ok(dt.timestamp() as f64 + dt.timestamp_subsec_nanos() as f64 / 1e9);
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        if let Some(dt) = d.and_hms_opt(0, 0, 0) {
-            return Ok(dt.and_utc().timestamp() as f64);
-        }
-    }
-    Err(format!(
-        "{text:?} is not an RFC 3339 date (2024-05-13), date-time (2024-05-13T12:00:00Z) or epoch seconds"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,14 +429,32 @@ mod tests {
             (r#"{"m": {"input": 1, "ouput": 2}}"#, "m", "ouput"),
             (r#"{"m": {"input": -1, "output": 2}}"#, "m", "input"),
             (r#"{"m": {"input": "1", "output": 2}}"#, "m", "input"),
-            (r#"{"m": {"input": 1, "output": 2, "tiers": [{"above_input_tokens": 5}, {"above_input_tokens": 5}]}}"#, "m", "tiers"),
-            (r#"{"m": [{"since": "2024-02-01", "input": 1, "output": 2}, {"since": "2024-01-01", "input": 1, "output": 2}]}"#, "m", "since"),
-            (r#"{"m": [{"since": "2024-01-01", "input": 1, "output": 2}, {"since": "2024-01-01", "input": 1, "output": 2}]}"#, "m", "since"),
-            (r#"{"m": [{"since": "yesterday", "input": 1, "output": 2}]}"#, "m", "since"),
+            (
+                r#"{"m": {"input": 1, "output": 2, "tiers": [{"above_input_tokens": 5}, {"above_input_tokens": 5}]}}"#,
+                "m",
+                "tiers",
+            ),
+            (
+                r#"{"m": [{"since": "2024-02-01", "input": 1, "output": 2}, {"since": "2024-01-01", "input": 1, "output": 2}]}"#,
+                "m",
+                "since",
+            ),
+            (
+                r#"{"m": [{"since": "2024-01-01", "input": 1, "output": 2}, {"since": "2024-01-01", "input": 1, "output": 2}]}"#,
+                "m",
+                "since",
+            ),
+            (
+                r#"{"m": [{"since": "yesterday", "input": 1, "output": 2}]}"#,
+                "m",
+                "since",
+            ),
         ];
         for (json, model, key) in cases {
             match parse(json) {
-                Err(Error::Pricing { model: m, key: k, .. }) => {
+                Err(Error::Pricing {
+                    model: m, key: k, ..
+                }) => {
                     assert_eq!((m.as_str(), k.as_str()), (model, key), "{json}")
                 }
                 other => panic!("{json}: {other:?}"),
@@ -457,13 +478,5 @@ mod tests {
         assert_eq!(a.tiers.len(), 1);
         assert_eq!(a.tiers[0].above_input_tokens, 200_000);
         assert_eq!(a.tiers[0].input, Some(6_000_000));
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("2024-05-13").unwrap(), 1_715_558_400.0);
-        assert_eq!(parse_time("2024-05-13T00:00:01Z").unwrap(), 1_715_558_401.0);
-        assert_eq!(parse_time("1715558400.5").unwrap(), 1_715_558_400.5);
-        assert!(parse_time("nope").is_err());
     }
 }

@@ -17,8 +17,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-pub(crate) use load::parse_time;
-
 /// The date the built-in price table was taken from the providers' list prices.
 pub const BUILTIN_AS_OF: &str = "2026-11-15";
 
@@ -121,7 +119,10 @@ impl Usage {
         if self.reasoning_tokens > self.output_tokens {
             return Err(Error::invalid(
                 "reasoning_tokens",
-                format!("{} > output_tokens {}", self.reasoning_tokens, self.output_tokens),
+                format!(
+                    "{} > output_tokens {}",
+                    self.reasoning_tokens, self.output_tokens
+                ),
                 "reasoning tokens are part of output_tokens",
             ));
         }
@@ -155,7 +156,18 @@ impl Cost {
 
 /// The `f64` nearest to `picousd / 1e12` (correctly rounded: formatted exactly, then parsed).
 pub fn picousd_to_usd(picousd: i128) -> f64 {
-    format_picousd(picousd, 12).parse().unwrap_or(f64::NAN)
+    scaled_to_f64(picousd, 12)
+}
+
+/// The `f64` nearest to `v / 10^decimals`: the exact decimal text, parsed (Rust's float parsing
+/// is correctly rounded).
+pub(crate) fn scaled_to_f64(v: i128, decimals: u32) -> f64 {
+    let digits = v.unsigned_abs().to_string();
+    let width = decimals as usize + 1;
+    let padded = format!("{digits:0>width$}");
+    let (whole, frac) = padded.split_at(padded.len() - decimals as usize);
+    let sign = if v < 0 { "-" } else { "" };
+    format!("{sign}{whole}.{frac}").parse().unwrap_or(f64::NAN)
 }
 
 /// A USD amount (as written: its shortest decimal text) in pico-dollars, rounded half-even
@@ -347,7 +359,10 @@ impl Pricing {
                 .find(|e| e.since.is_none_or(|s| (s as f64) <= ts)),
         };
         let entry = entry.ok_or_else(|| Error::UnknownModel {
-            model: format!("{model} (no price in force at timestamp {})", timestamp.unwrap_or(0.0)),
+            model: format!(
+                "{model} (no price in force at timestamp {})",
+                timestamp.unwrap_or(0.0)
+            ),
             suggestions: Vec::new(),
         })?;
         cost_of(entry, usage)
@@ -491,7 +506,10 @@ mod tests {
     #[test]
     fn date_suffixes() {
         assert_eq!(strip_date_suffix("gpt-4o-2024-08-06"), Some("gpt-4o"));
-        assert_eq!(strip_date_suffix("claude-3-5-sonnet-20241022"), Some("claude-3-5-sonnet"));
+        assert_eq!(
+            strip_date_suffix("claude-3-5-sonnet-20241022"),
+            Some("claude-3-5-sonnet")
+        );
         assert_eq!(strip_date_suffix("gpt-4o"), None);
         assert_eq!(strip_date_suffix("model-123456789"), None);
     }

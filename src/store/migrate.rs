@@ -20,10 +20,8 @@ pub const APPLICATION_ID: i32 = 0x4147_4F42;
 
 /// The embedded migrations, applied in order; `PRAGMA user_version` is how many have run.
 /// Released files are never edited: a change to the schema is a new file.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
 
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
@@ -127,7 +125,13 @@ fn check_header(conn: &Connection, path: &Path) -> Result<()> {
                 (SELECT user_version FROM pragma_user_version),
                 (SELECT count(*) FROM sqlite_schema)",
         [],
-        |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+        |r| {
+            Ok((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
     );
     let (app_id, version, objects) = match header {
         Ok(h) => h,

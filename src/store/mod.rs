@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::pricing::Pricing;
 use crate::record::{self, Alert, LlmCall, Record, RunSummary, ToolCall};
 
-pub use migrate::Synchronous;
 use migrate::ConnConfig;
+pub use migrate::Synchronous;
 use write::{price_call, Writer, Written};
 
 /// A callback run for every alert fired, after its transaction committed.
@@ -447,7 +447,12 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::set_alert`], and [`Error::InvalidValue`] for `min_calls` on a metric that
     /// is not a rate.
-    pub fn set_alert_with(&self, metric: &str, threshold: f64, min_calls: i64) -> Result<AlertRule> {
+    pub fn set_alert_with(
+        &self,
+        metric: &str,
+        threshold: f64,
+        min_calls: i64,
+    ) -> Result<AlertRule> {
         let metric: Metric = metric.parse()?;
         let rule = AlertRule::new(metric, threshold, min_calls)?;
         self.write(|tx| {

@@ -62,7 +62,13 @@ pub(crate) fn price_call(
     if let Some(usd) = call.cost_usd {
         let picousd = usd_to_picousd(usd)
             .and_then(|p| i64::try_from(p).ok())
-            .ok_or_else(|| Error::invalid("cost_usd", usd, "beyond the per-call limit of 9.2 million USD"))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    "cost_usd",
+                    usd,
+                    "beyond the per-call limit of 9.2 million USD",
+                )
+            })?;
         return Ok(CallCost::Given { usd, picousd });
     }
     if call.cached {
@@ -280,7 +286,8 @@ const INSERT_TOOL: &str = "INSERT INTO tool_calls (call_id, run_id, step, tool_n
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (call_id) DO NOTHING";
 
-const INSERT_ALERT: &str = "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
+const INSERT_ALERT: &str =
+    "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
 
 const SELECT_RULES: &str = "SELECT metric, threshold, min_calls FROM alert_rules ORDER BY metric";
@@ -349,12 +356,20 @@ impl<'c> Writer<'c> {
     }
 
     /// Stores a validated, priced LLM call.
-    pub(crate) fn llm(&mut self, call: &LlmCall, timestamp: f64, cost: CallCost) -> Result<Written> {
+    pub(crate) fn llm(
+        &mut self,
+        call: &LlmCall,
+        timestamp: f64,
+        cost: CallCost,
+    ) -> Result<Written> {
         let run = self.run_for_record(&call.run_id, timestamp)?;
         if run.status != "running" {
-            return self.retry_of_ended_run(existing_llm(self.conn, &call.call_id)?, &run, call, |e| {
-                compare_llm(e, call, &cost)
-            });
+            return self.retry_of_ended_run(
+                existing_llm(self.conn, &call.call_id)?,
+                &run,
+                call,
+                |e| compare_llm(e, call, &cost),
+            );
         }
         let inserted = self.conn.prepare_cached(INSERT_LLM)?.execute(params![
             call.call_id,
@@ -408,9 +423,12 @@ impl<'c> Writer<'c> {
     pub(crate) fn tool(&mut self, call: &ToolCall, timestamp: f64) -> Result<Written> {
         let run = self.run_for_record(&call.run_id, timestamp)?;
         if run.status != "running" {
-            return self.retry_of_ended_run(existing_tool(self.conn, &call.call_id)?, &run, call, |e| {
-                compare_tool(e, call)
-            });
+            return self.retry_of_ended_run(
+                existing_tool(self.conn, &call.call_id)?,
+                &run,
+                call,
+                |e| compare_tool(e, call),
+            );
         }
         let inserted = self.conn.prepare_cached(INSERT_TOOL)?.execute(params![
             call.call_id,
@@ -523,7 +541,10 @@ impl CallIds for ToolCall {
 }
 
 pub(crate) fn existing_llm(conn: &Connection, call_id: &str) -> Result<Option<(LlmCall, String)>> {
-    let sql = format!("SELECT {} FROM llm_calls WHERE call_id = ?1", rows::LLM_COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM llm_calls WHERE call_id = ?1",
+        rows::LLM_COLUMNS
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([call_id], rows::llm_call)
@@ -531,7 +552,10 @@ pub(crate) fn existing_llm(conn: &Connection, call_id: &str) -> Result<Option<(L
 }
 
 pub(crate) fn existing_tool(conn: &Connection, call_id: &str) -> Result<Option<ToolCall>> {
-    let sql = format!("SELECT {} FROM tool_calls WHERE call_id = ?1", rows::TOOL_COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM tool_calls WHERE call_id = ?1",
+        rows::TOOL_COLUMNS
+    );
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([call_id], rows::tool_call)
@@ -560,12 +584,24 @@ fn compare_llm((old, source): &(LlmCall, String), new: &LlmCall, cost: &CallCost
         ("model", old.model == new.model),
         ("input_tokens", old.input_tokens == new.input_tokens),
         ("output_tokens", old.output_tokens == new.output_tokens),
-        ("cached_input_tokens", old.cached_input_tokens == new.cached_input_tokens),
-        ("cache_write_tokens", old.cache_write_tokens == new.cache_write_tokens),
-        ("reasoning_tokens", old.reasoning_tokens == new.reasoning_tokens),
+        (
+            "cached_input_tokens",
+            old.cached_input_tokens == new.cached_input_tokens,
+        ),
+        (
+            "cache_write_tokens",
+            old.cache_write_tokens == new.cache_write_tokens,
+        ),
+        (
+            "reasoning_tokens",
+            old.reasoning_tokens == new.reasoning_tokens,
+        ),
         ("latency_ms", old.latency_ms == new.latency_ms),
         ("cost_usd", same_cost),
-        ("timestamp", new.timestamp.is_none() || old.timestamp == new.timestamp),
+        (
+            "timestamp",
+            new.timestamp.is_none() || old.timestamp == new.timestamp,
+        ),
         ("cached", old.cached == new.cached),
         ("error", old.error == new.error),
         ("metadata", old.metadata == new.metadata),
@@ -584,7 +620,10 @@ fn compare_tool(old: &ToolCall, new: &ToolCall) -> Result<()> {
         ("latency_ms", old.latency_ms == new.latency_ms),
         ("success", old.success == new.success),
         ("error", old.error == new.error),
-        ("timestamp", new.timestamp.is_none() || old.timestamp == new.timestamp),
+        (
+            "timestamp",
+            new.timestamp.is_none() || old.timestamp == new.timestamp,
+        ),
         ("metadata", old.metadata == new.metadata),
     ];
     match diffs.iter().find(|(_, same)| !same) {

@@ -1,0 +1,183 @@
+//! `agentobs report`: the dashboard in text, JSON, Markdown or HTML. Every renderer formats the
+//! one [`Dashboard`] value; none computes a figure of its own.
+
+mod html;
+mod markdown;
+mod text;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use agentobs::{Dashboard, DashboardFilter};
+
+use super::{output, parse_time_arg, Cli, CliResult, Failure};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+    Html,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The run filters shared by `report` and `export --all`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    /// Runs started at or after this time (RFC 3339 or epoch seconds).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub since: Option<f64>,
+    /// Runs started before this time (RFC 3339 or epoch seconds).
+    #[arg(long, value_parser = parse_time_arg)]
+    pub until: Option<f64>,
+    /// Only runs with this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs whose metadata has KEY=VALUE (repeatable; all must match).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+}
+
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> DashboardFilter {
+        DashboardFilter {
+            since: self.since,
+            until: self.until,
+            status: self.status.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+/// Whether to colour text output: stdout is a terminal and `NO_COLOR` is unset.
+fn use_colour(to_file: bool) -> bool {
+    !to_file && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+pub fn run(cli: &Cli, args: &Args) -> CliResult {
+    let pipeline = cli.open()?;
+    let filter = args.filter.to_filter();
+    let dashboard = pipeline.dashboard(&filter)?;
+    let mut out = output(&args.out)?;
+    render(
+        &mut out,
+        args.format,
+        &dashboard,
+        &filter,
+        use_colour(args.out.is_some()),
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Renders `d` in `format` to `out`.
+pub fn render(
+    out: &mut dyn Write,
+    format: Format,
+    d: &Dashboard,
+    filter: &DashboardFilter,
+    colour: bool,
+) -> Result<(), Failure> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, d).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Text => text::render(out, d, filter, colour)?,
+        Format::Markdown => markdown::render(out, d, filter)?,
+        Format::Html => html::render(out, d, filter)?,
+    }
+    Ok(())
+}
+
+/// `2026-12-04 16:28:00Z` for epoch seconds.
+pub fn format_time(epoch_s: f64) -> String {
+    chrono::DateTime::from_timestamp(epoch_s.floor() as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| format!("{epoch_s}"))
+}
+
+/// A short description of the filter for report headers (raw strings; callers escape).
+pub fn describe_filter(f: &DashboardFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = f.since {
+        parts.push(format!("since {}", format_time(s)));
+    }
+    if let Some(u) = f.until {
+        parts.push(format!("until {}", format_time(u)));
+    }
+    if let Some(s) = &f.status {
+        parts.push(format!("status = {s}"));
+    }
+    for (k, v) in &f.meta {
+        parts.push(format!("{k} = {v}"));
+    }
+    if parts.is_empty() {
+        "all runs".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Display helpers shared by the renderers.
+pub mod fmt {
+    /// `1234567` → `1,234,567`.
+    pub fn int(n: impl Into<i128>) -> String {
+        let n: i128 = n.into();
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if n < 0 {
+            format!("-{out}")
+        } else {
+            out
+        }
+    }
+
+    /// USD with 6 decimals (exact from pico-dollars).
+    pub fn usd(picousd: i128) -> String {
+        format!("${}", agentobs::format_picousd(picousd, 6))
+    }
+
+    /// An optional USD figure.
+    pub fn usd_f(v: Option<f64>) -> String {
+        v.map(|v| format!("${v:.6}")).unwrap_or_else(|| "–".into())
+    }
+
+    /// Milliseconds, or `–` for none.
+    pub fn ms(v: Option<f64>) -> String {
+        match v {
+            None => "–".into(),
+            Some(v) if v >= 100.0 => format!("{} ms", int(v.round() as i128)),
+            Some(v) => format!("{v:.1} ms"),
+        }
+    }
+
+    /// A rate as a percentage, or `–`.
+    pub fn pct(v: Option<f64>) -> String {
+        v.map(|v| format!("{:.1}%", v * 100.0))
+            .unwrap_or_else(|| "–".into())
+    }
+}

@@ -1,0 +1,765 @@
+//! The cross-run dashboard: counts, exact costs, error and cache rates, and exact p50/p95
+//! latencies, overall and per model and tool.
+//!
+//! Two decisions keep it fast at 100,000 runs without giving up exactness:
+//! - Totals come from the rollup columns of `runs`, kept current by every write, so they cost one
+//!   pass over the runs in scope and none over the ~30x larger call tables. Money and token sums
+//!   are split into high and low parts in SQL (`x / 1e6`, `x % 1e6`) and recombined in `i128`, so
+//!   no 64-bit `SUM` can overflow and nothing is ever added as a float.
+//! - Unfiltered percentiles never walk the call tables: `latency_histogram` (kept at write time)
+//!   says which latency bucket holds rank k and at which offset, and one index range pick
+//!   (`WHERE latency_ms >= floor ORDER BY latency_ms LIMIT 2 OFFSET j`) reads the exact values at
+//!   ranks k and k+1, interpolated as numpy and `percentile_cont` do. The same histogram holds the
+//!   per-model and per-tool counts and sums. A filtered dashboard reads the calls of the runs in
+//!   scope through the `(run_id, …)` indexes, so its cost grows with the scope, not the file.
+//!
+//! Everything is read in one read transaction: one consistent snapshot, whatever writers do.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::percentile::{self, bucket_floor, interpolate, rank};
+use crate::pricing::{picousd_to_usd, scaled_to_f64};
+use crate::record::Alert;
+use crate::store::rows;
+use crate::Pipeline;
+
+/// Which runs a dashboard covers: started in `[since, until)`, with `status`, whose metadata has
+/// every `key = value` pair of `meta` (top-level keys; values compared as text, so `3`, `true`
+/// and `"3"` are matched by `3`, `true` and `3`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DashboardFilter {
+    /// Runs started at or after this time (epoch seconds).
+    pub since: Option<f64>,
+    /// Runs started before this time (epoch seconds).
+    pub until: Option<f64>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// Only runs whose metadata holds all these pairs.
+    pub meta: Vec<(String, String)>,
+}
+
+impl DashboardFilter {
+    /// Whether the filter selects every run.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.status.is_none()
+            && self.meta.is_empty()
+    }
+}
+
+/// p50 and p95 of a set of values; `None` when the set is empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+}
+
+/// One model's row of the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStats {
+    /// Model name as recorded.
+    pub model: String,
+    /// LLM calls.
+    pub calls: i64,
+    /// Input tokens.
+    pub input_tokens: i128,
+    /// Output tokens.
+    pub output_tokens: i128,
+    /// Exact cost of the priced calls, USD.
+    pub cost_usd: f64,
+    /// The same in pico-dollars.
+    pub cost_picousd: i128,
+    /// Calls with no known price (not in `cost_usd`).
+    pub unpriced_calls: i64,
+    /// Calls answered from a response cache.
+    pub cached_calls: i64,
+    /// Median latency.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile latency.
+    pub p95_latency_ms: Option<f64>,
+}
+
+/// One tool's row of the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolStats {
+    /// Tool name.
+    pub tool: String,
+    /// Tool calls.
+    pub calls: i64,
+    /// Failed calls.
+    pub errors: i64,
+    /// `errors / calls`.
+    pub error_rate: Option<f64>,
+    /// Median latency.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile latency.
+    pub p95_latency_ms: Option<f64>,
+}
+
+/// Runs and cost of one UTC day (by run start).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayStats {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Runs started that day.
+    pub runs: i64,
+    /// Their exact LLM cost, USD.
+    pub cost_usd: f64,
+}
+
+/// One bar of a latency histogram: `calls` values in `[lo_ms, hi_ms)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyBin {
+    /// Lower bound, inclusive.
+    pub lo_ms: f64,
+    /// Upper bound, exclusive.
+    pub hi_ms: f64,
+    /// Values in the bin.
+    pub calls: i64,
+}
+
+/// The dashboard: every figure a report shows. Serialises to the JSON of SPEC section 6.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dashboard {
+    /// Runs in scope.
+    pub runs: i64,
+    /// Runs in scope by status.
+    pub runs_by_status: BTreeMap<String, i64>,
+    /// LLM calls of the runs in scope.
+    pub llm_calls: i64,
+    /// Tool calls of the runs in scope.
+    pub tool_calls: i64,
+    /// LLM call latency.
+    pub llm_latency_ms: Percentiles,
+    /// Tool call latency.
+    pub tool_latency_ms: Percentiles,
+    /// Duration of the ended runs in scope.
+    pub run_duration_ms: Percentiles,
+    /// Total LLM cost / runs (`None` without runs).
+    pub avg_cost_usd: Option<f64>,
+    /// Exact total LLM cost of the priced calls, USD.
+    pub total_cost_usd: f64,
+    /// The same in pico-dollars, as an exact integer.
+    pub total_cost_picousd: i128,
+    /// LLM calls whose cost is unknown (not in the totals).
+    pub unpriced_calls: i64,
+    /// Input + output tokens of those calls.
+    pub unpriced_tokens: i128,
+    /// Input tokens of all LLM calls.
+    pub input_tokens: i128,
+    /// Output tokens of all LLM calls.
+    pub output_tokens: i128,
+    /// Failed tool calls.
+    pub tool_errors: i64,
+    /// Failed / all tool calls (`None` without tool calls).
+    pub tool_error_rate: Option<f64>,
+    /// LLM calls answered from a response cache.
+    pub cached_calls: i64,
+    /// Cached / all LLM calls (`None` without LLM calls).
+    pub cache_hit_rate: Option<f64>,
+    /// Per model, most expensive first.
+    pub by_model: Vec<ModelStats>,
+    /// Per tool, most called first.
+    pub by_tool: Vec<ToolStats>,
+    /// Alerts fired in the runs in scope.
+    pub alerts: i64,
+    /// The latest alerts in scope (at most 10), newest first.
+    pub recent_alerts: Vec<Alert>,
+    /// Runs and cost per UTC day of run start, oldest first.
+    pub cost_by_day: Vec<DayStats>,
+    /// Distribution of LLM call latencies (log-spaced bins).
+    pub llm_latency_histogram: Vec<LatencyBin>,
+}
+
+/// The WHERE clause selecting the runs in scope: `?1` since, `?2` until, `?3` status, `?4` a
+/// JSON array of `[key, value]` pairs that must all match the run's metadata.
+macro_rules! scope_where {
+    () => {
+        "(?1 IS NULL OR runs.started_at >= ?1)
+         AND (?2 IS NULL OR runs.started_at < ?2)
+         AND (?3 IS NULL OR runs.status = ?3)
+         AND NOT EXISTS (
+             SELECT 1 FROM json_each(?4) AS f
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM json_each(runs.metadata) AS m
+                 WHERE m.key = json_extract(f.value, '$[0]')
+                   AND (CASE m.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                        WHEN 'null' THEN 'null' WHEN 'text' THEN m.atom
+                        ELSE CAST(m.value AS TEXT) END) = json_extract(f.value, '$[1]')))"
+    };
+}
+
+/// Run-level totals from the rollups, by status and day. High/low splits keep sums exact.
+const RUN_TOTALS: &str = concat!(
+    "SELECT runs.status AS status, date(runs.started_at, 'unixepoch') AS day, count(*) AS runs,
+        sum(runs.cost_picousd / 1000000) AS cost_hi, sum(runs.cost_picousd % 1000000) AS cost_lo,
+        sum(runs.llm_calls) AS llm_calls, sum(runs.tool_calls) AS tool_calls,
+        sum(runs.tool_errors) AS tool_errors, sum(runs.cached_calls) AS cached_calls,
+        sum(runs.unpriced_calls) AS unpriced_calls,
+        sum(runs.input_tokens / 1000000000) AS in_hi, sum(runs.input_tokens % 1000000000) AS in_lo,
+        sum(runs.output_tokens / 1000000000) AS out_hi, sum(runs.output_tokens % 1000000000) AS out_lo,
+        sum(runs.unpriced_tokens / 1000000000) AS unp_hi, sum(runs.unpriced_tokens % 1000000000) AS unp_lo
+     FROM runs WHERE ",
+    scope_where!(),
+    " GROUP BY status, day"
+);
+
+const SCOPE_ALERT_COUNT: &str = concat!(
+    "SELECT count(*) FROM alerts JOIN runs ON runs.run_id = alerts.run_id WHERE ",
+    scope_where!()
+);
+
+const SCOPE_RECENT_ALERTS: &str = concat!(
+    "SELECT alerts.run_id AS run_id, metric, value, threshold, call_id, fired_at
+     FROM alerts JOIN runs ON runs.run_id = alerts.run_id WHERE ",
+    scope_where!(),
+    " ORDER BY fired_at DESC, alert_id DESC LIMIT 10"
+);
+
+const SCOPE_LLM_CALLS: &str = concat!(
+    "SELECT c.model, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_picousd, c.cached
+     FROM runs JOIN llm_calls AS c ON c.run_id = runs.run_id WHERE ",
+    scope_where!()
+);
+
+const SCOPE_TOOL_CALLS: &str = concat!(
+    "SELECT c.tool_name, c.latency_ms, c.success
+     FROM runs JOIN tool_calls AS c ON c.run_id = runs.run_id WHERE ",
+    scope_where!()
+);
+
+const SCOPE_DURATIONS: &str = concat!(
+    "SELECT runs.duration_ms FROM runs WHERE runs.duration_ms IS NOT NULL AND ",
+    scope_where!()
+);
+
+const HISTOGRAM: &str = "SELECT series, key, bucket, calls, errors, cached_calls, unpriced_calls,
+    input_tokens, output_tokens, cost_microusd, cost_rem_picousd
+    FROM latency_histogram ORDER BY series, key, bucket";
+
+/// Rank picks inside a latency bucket, each on its own index.
+const PICK_LLM: &str =
+    "SELECT latency_ms FROM llm_calls WHERE latency_ms >= ?1 ORDER BY latency_ms LIMIT 2 OFFSET ?2";
+const PICK_LLM_MODEL: &str =
+    "SELECT latency_ms FROM llm_calls WHERE model = ?3 AND latency_ms >= ?1
+    ORDER BY latency_ms LIMIT 2 OFFSET ?2";
+const PICK_TOOL: &str = "SELECT latency_ms FROM tool_calls WHERE latency_ms >= ?1
+    ORDER BY latency_ms LIMIT 2 OFFSET ?2";
+const PICK_TOOL_NAME: &str = "SELECT latency_ms FROM tool_calls WHERE tool_name = ?3
+    AND latency_ms >= ?1 ORDER BY latency_ms LIMIT 2 OFFSET ?2";
+const PICK_RUN: &str = "SELECT duration_ms FROM runs WHERE duration_ms >= ?1
+    ORDER BY duration_ms LIMIT 2 OFFSET ?2";
+
+/// The statements whose plans the tests pin (name, SQL).
+#[cfg(test)]
+const PLANNED_QUERIES: &[(&str, &str)] = &[
+    ("pick_llm", PICK_LLM),
+    ("pick_llm_model", PICK_LLM_MODEL),
+    ("pick_tool", PICK_TOOL),
+    ("pick_tool_name", PICK_TOOL_NAME),
+    ("pick_run", PICK_RUN),
+    ("scope_llm_calls", SCOPE_LLM_CALLS),
+    ("scope_tool_calls", SCOPE_TOOL_CALLS),
+];
+
+const P50: f64 = 0.5;
+const P95: f64 = 0.95;
+
+/// Exact sums of split integers.
+#[derive(Debug, Default, Clone, Copy)]
+struct Split {
+    hi: i128,
+    lo: i128,
+}
+
+impl Split {
+    fn add(&mut self, hi: i64, lo: i64) {
+        self.hi += hi as i128;
+        self.lo += lo as i128;
+    }
+    fn value(&self, unit: i128) -> i128 {
+        self.hi * unit + self.lo
+    }
+}
+
+/// Per-key histogram data: buckets ascending with their counts, and the key's sums.
+#[derive(Debug, Default)]
+struct KeyHistogram {
+    buckets: Vec<(i64, i64)>,
+    calls: i64,
+    errors: i64,
+    cached_calls: i64,
+    unpriced_calls: i64,
+    input_tokens: i128,
+    output_tokens: i128,
+    cost: Split,
+}
+
+impl Pipeline {
+    /// The dashboard over the runs the filter selects, read in one consistent snapshot.
+    ///
+    /// ```
+    /// # use agentobs::{DashboardFilter, Pipeline, Pricing, ToolCall};
+    /// let pipeline = Pipeline::open_in_memory(Pricing::builtin())?;
+    /// let d = pipeline.dashboard(&DashboardFilter::default())?;
+    /// assert_eq!(d.runs, 0);
+    /// assert_eq!(d.llm_latency_ms.p50, None); // empty: null, never 0
+    /// # Ok::<(), agentobs::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for a non-finite time bound; storage failures.
+    pub fn dashboard(&self, filter: &DashboardFilter) -> Result<Dashboard> {
+        for (field, v) in [("since", filter.since), ("until", filter.until)] {
+            if let Some(v) = v {
+                crate::record::check_finite(field, v)?;
+            }
+        }
+        let meta = serde_json::to_string(
+            &filter
+                .meta
+                .iter()
+                .map(|(k, v)| [k.as_str(), v.as_str()])
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| Error::invalid("meta", e, "cannot be encoded"))?;
+        self.read(|conn| {
+            let scope = Scope {
+                since: filter.since,
+                until: filter.until,
+                status: filter.status.as_deref(),
+                meta: &meta,
+            };
+            let mut d = run_totals(conn, &scope)?;
+            if filter.is_empty() {
+                calls_from_histogram(conn, &mut d)?;
+            } else {
+                calls_in_scope(conn, &scope, &mut d)?;
+            }
+            d.avg_cost_usd = (d.runs > 0).then(|| exact_ratio_usd(d.total_cost_picousd, d.runs));
+            d.tool_error_rate = rate(d.tool_errors, d.tool_calls);
+            d.cache_hit_rate = rate(d.cached_calls, d.llm_calls);
+            d.alerts = conn
+                .prepare_cached(SCOPE_ALERT_COUNT)?
+                .query_row(scope.params(), |r| r.get(0))?;
+            d.recent_alerts = conn
+                .prepare_cached(SCOPE_RECENT_ALERTS)?
+                .query_map(scope.params(), rows::alert)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(d)
+        })
+    }
+}
+
+/// `picousd / n` in USD, the nearest `f64` to the exact quotient (truncated at 1e-18 USD).
+fn exact_ratio_usd(picousd: i128, n: i64) -> f64 {
+    scaled_to_f64(picousd * 1_000_000 / n as i128, 18)
+}
+
+fn rate(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+struct Scope<'a> {
+    since: Option<f64>,
+    until: Option<f64>,
+    status: Option<&'a str>,
+    meta: &'a str,
+}
+
+impl Scope<'_> {
+    fn params(&self) -> (Option<f64>, Option<f64>, Option<&str>, &str) {
+        (self.since, self.until, self.status, self.meta)
+    }
+}
+
+fn run_totals(conn: &Connection, scope: &Scope) -> Result<Dashboard> {
+    let mut d = Dashboard::empty();
+    let mut cost = Split::default();
+    let (mut input, mut output, mut unpriced_tokens) =
+        (Split::default(), Split::default(), Split::default());
+    let mut days: BTreeMap<String, (i64, Split)> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(RUN_TOTALS)?;
+    let mut rows = stmt.query(scope.params())?;
+    while let Some(r) = rows.next()? {
+        let runs: i64 = r.get("runs")?;
+        let status: String = r.get("status")?;
+        let day: Option<String> = r.get("day")?;
+        d.runs += runs;
+        *d.runs_by_status.entry(status).or_insert(0) += runs;
+        let (hi, lo): (i64, i64) = (r.get("cost_hi")?, r.get("cost_lo")?);
+        cost.add(hi, lo);
+        let day = days
+            .entry(day.unwrap_or_else(|| "unknown".into()))
+            .or_default();
+        day.0 += runs;
+        day.1.add(hi, lo);
+        d.llm_calls += r.get::<_, i64>("llm_calls")?;
+        d.tool_calls += r.get::<_, i64>("tool_calls")?;
+        d.tool_errors += r.get::<_, i64>("tool_errors")?;
+        d.cached_calls += r.get::<_, i64>("cached_calls")?;
+        d.unpriced_calls += r.get::<_, i64>("unpriced_calls")?;
+        input.add(r.get("in_hi")?, r.get("in_lo")?);
+        output.add(r.get("out_hi")?, r.get("out_lo")?);
+        unpriced_tokens.add(r.get("unp_hi")?, r.get("unp_lo")?);
+    }
+    const TOKEN_UNIT: i128 = 1_000_000_000;
+    d.total_cost_picousd = cost.value(1_000_000);
+    d.total_cost_usd = picousd_to_usd(d.total_cost_picousd);
+    d.input_tokens = input.value(TOKEN_UNIT);
+    d.output_tokens = output.value(TOKEN_UNIT);
+    d.unpriced_tokens = unpriced_tokens.value(TOKEN_UNIT);
+    d.cost_by_day = days
+        .into_iter()
+        .map(|(day, (runs, cost))| DayStats {
+            day,
+            runs,
+            cost_usd: picousd_to_usd(cost.value(1_000_000)),
+        })
+        .collect();
+    Ok(d)
+}
+
+impl Dashboard {
+    fn empty() -> Dashboard {
+        Dashboard {
+            runs: 0,
+            runs_by_status: BTreeMap::new(),
+            llm_calls: 0,
+            tool_calls: 0,
+            llm_latency_ms: Percentiles::default(),
+            tool_latency_ms: Percentiles::default(),
+            run_duration_ms: Percentiles::default(),
+            avg_cost_usd: None,
+            total_cost_usd: 0.0,
+            total_cost_picousd: 0,
+            unpriced_calls: 0,
+            unpriced_tokens: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            tool_errors: 0,
+            tool_error_rate: None,
+            cached_calls: 0,
+            cache_hit_rate: None,
+            by_model: Vec::new(),
+            by_tool: Vec::new(),
+            alerts: 0,
+            recent_alerts: Vec::new(),
+            cost_by_day: Vec::new(),
+            llm_latency_histogram: Vec::new(),
+        }
+    }
+}
+
+/// The exact value at percentile `p` of a set described by ascending `(bucket, count)` pairs,
+/// read with one index range pick. `pick(floor, offset)` returns up to two values at and after
+/// `offset` among the values `>= floor`, ascending.
+fn bucket_percentile(
+    buckets: &[(i64, i64)],
+    p: f64,
+    mut pick: impl FnMut(f64, i64) -> Result<Vec<f64>>,
+) -> Result<Option<f64>> {
+    let n: i64 = buckets.iter().map(|(_, c)| c).sum();
+    if n <= 0 {
+        return Ok(None);
+    }
+    let (lo, frac) = rank(n as u64, p);
+    let lo = lo as i64;
+    let mut before = 0;
+    for &(bucket, count) in buckets {
+        if lo < before + count {
+            let values = pick(bucket_floor(bucket), lo - before)?;
+            let Some(&a) = values.first() else {
+                return Ok(None);
+            };
+            let b = values.get(1).copied().unwrap_or(a);
+            return Ok(Some(interpolate(a, b, frac)));
+        }
+        before += count;
+    }
+    Ok(None)
+}
+
+fn picker<'c>(
+    conn: &'c Connection,
+    sql: &'static str,
+    key: Option<&'c str>,
+) -> impl FnMut(f64, i64) -> Result<Vec<f64>> + 'c {
+    move |floor, offset| {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let values: rusqlite::Result<Vec<f64>> = match key {
+            Some(k) => stmt
+                .query_map(params![floor, offset, k], |r| r.get(0))?
+                .collect(),
+            None => stmt
+                .query_map(params![floor, offset], |r| r.get(0))?
+                .collect(),
+        };
+        Ok(values?)
+    }
+}
+
+fn bucket_percentiles(
+    conn: &Connection,
+    buckets: &[(i64, i64)],
+    sql: &'static str,
+    key: Option<&str>,
+) -> Result<Percentiles> {
+    Ok(Percentiles {
+        p50: bucket_percentile(buckets, P50, picker(conn, sql, key))?,
+        p95: bucket_percentile(buckets, P95, picker(conn, sql, key))?,
+    })
+}
+
+fn merge_buckets<'a>(keys: impl Iterator<Item = &'a KeyHistogram>) -> Vec<(i64, i64)> {
+    let mut merged: BTreeMap<i64, i64> = BTreeMap::new();
+    for k in keys {
+        for &(b, c) in &k.buckets {
+            *merged.entry(b).or_insert(0) += c;
+        }
+    }
+    merged.into_iter().collect()
+}
+
+/// Unfiltered: per-model and per-tool figures and all percentiles from the histogram.
+fn calls_from_histogram(conn: &Connection, d: &mut Dashboard) -> Result<()> {
+    let mut series: HashMap<String, BTreeMap<String, KeyHistogram>> = HashMap::new();
+    let mut stmt = conn.prepare_cached(HISTOGRAM)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let s: String = r.get("series")?;
+        let key: String = r.get("key")?;
+        let k = series.entry(s).or_default().entry(key).or_default();
+        let calls: i64 = r.get("calls")?;
+        if calls == 0 {
+            continue;
+        }
+        k.buckets.push((r.get("bucket")?, calls));
+        k.calls += calls;
+        k.errors += r.get::<_, i64>("errors")?;
+        k.cached_calls += r.get::<_, i64>("cached_calls")?;
+        k.unpriced_calls += r.get::<_, i64>("unpriced_calls")?;
+        k.input_tokens += r.get::<_, i64>("input_tokens")? as i128;
+        k.output_tokens += r.get::<_, i64>("output_tokens")? as i128;
+        k.cost
+            .add(r.get("cost_microusd")?, r.get("cost_rem_picousd")?);
+    }
+    let empty = BTreeMap::new();
+    let llm = series.get("llm").unwrap_or(&empty);
+    let tool = series.get("tool").unwrap_or(&empty);
+    let run = series.get("run").unwrap_or(&empty);
+
+    let llm_all = merge_buckets(llm.values());
+    d.llm_latency_ms = bucket_percentiles(conn, &llm_all, PICK_LLM, None)?;
+    d.llm_latency_histogram = latency_bins(llm_all.iter().map(|&(b, c)| (bucket_floor(b), c)));
+    d.tool_latency_ms = bucket_percentiles(conn, &merge_buckets(tool.values()), PICK_TOOL, None)?;
+    d.run_duration_ms = bucket_percentiles(conn, &merge_buckets(run.values()), PICK_RUN, None)?;
+
+    for (model, k) in llm {
+        let p = bucket_percentiles(conn, &k.buckets, PICK_LLM_MODEL, Some(model))?;
+        let cost = k.cost.value(1_000_000);
+        d.by_model.push(ModelStats {
+            model: model.clone(),
+            calls: k.calls,
+            input_tokens: k.input_tokens,
+            output_tokens: k.output_tokens,
+            cost_usd: picousd_to_usd(cost),
+            cost_picousd: cost,
+            unpriced_calls: k.unpriced_calls,
+            cached_calls: k.cached_calls,
+            p50_latency_ms: p.p50,
+            p95_latency_ms: p.p95,
+        });
+    }
+    for (name, k) in tool {
+        let p = bucket_percentiles(conn, &k.buckets, PICK_TOOL_NAME, Some(name))?;
+        d.by_tool.push(ToolStats {
+            tool: name.clone(),
+            calls: k.calls,
+            errors: k.errors,
+            error_rate: rate(k.errors, k.calls),
+            p50_latency_ms: p.p50,
+            p95_latency_ms: p.p95,
+        });
+    }
+    sort_breakdowns(d);
+    Ok(())
+}
+
+fn sort_breakdowns(d: &mut Dashboard) {
+    d.by_model.sort_by(|a, b| {
+        b.cost_picousd
+            .cmp(&a.cost_picousd)
+            .then(b.calls.cmp(&a.calls))
+            .then(a.model.cmp(&b.model))
+    });
+    d.by_tool
+        .sort_by(|a, b| b.calls.cmp(&a.calls).then(a.tool.cmp(&b.tool)));
+}
+
+fn sorted_percentiles(values: &mut [f64]) -> Percentiles {
+    values.sort_unstable_by(f64::total_cmp);
+    Percentiles {
+        p50: percentile::percentile(values, P50),
+        p95: percentile::percentile(values, P95),
+    }
+}
+
+/// Filtered: the calls of the runs in scope, read through the per-run indexes.
+fn calls_in_scope(conn: &Connection, scope: &Scope, d: &mut Dashboard) -> Result<()> {
+    #[derive(Default)]
+    struct ModelAcc {
+        latencies: Vec<f64>,
+        input: i128,
+        output: i128,
+        cost: i128,
+        unpriced: i64,
+        cached: i64,
+    }
+    let mut models: BTreeMap<String, ModelAcc> = BTreeMap::new();
+    let mut all = Vec::new();
+    let mut stmt = conn.prepare_cached(SCOPE_LLM_CALLS)?;
+    let mut rows = stmt.query(scope.params())?;
+    while let Some(r) = rows.next()? {
+        let model: String = r.get(0)?;
+        let latency: f64 = r.get(1)?;
+        let acc = models.entry(model).or_default();
+        acc.latencies.push(latency);
+        all.push(latency);
+        acc.input += r.get::<_, i64>(2)? as i128;
+        acc.output += r.get::<_, i64>(3)? as i128;
+        match r.get::<_, Option<i64>>(4)? {
+            Some(c) => acc.cost += c as i128,
+            None => acc.unpriced += 1,
+        }
+        acc.cached += i64::from(r.get::<_, bool>(5)?);
+    }
+    d.llm_latency_ms = sorted_percentiles(&mut all);
+    d.llm_latency_histogram = latency_bins(all.iter().map(|&v| (v, 1)));
+    for (model, mut acc) in models {
+        let p = sorted_percentiles(&mut acc.latencies);
+        d.by_model.push(ModelStats {
+            model,
+            calls: acc.latencies.len() as i64,
+            input_tokens: acc.input,
+            output_tokens: acc.output,
+            cost_usd: picousd_to_usd(acc.cost),
+            cost_picousd: acc.cost,
+            unpriced_calls: acc.unpriced,
+            cached_calls: acc.cached,
+            p50_latency_ms: p.p50,
+            p95_latency_ms: p.p95,
+        });
+    }
+
+    let mut tools: BTreeMap<String, (Vec<f64>, i64)> = BTreeMap::new();
+    let mut all = Vec::new();
+    let mut stmt = conn.prepare_cached(SCOPE_TOOL_CALLS)?;
+    let mut rows = stmt.query(scope.params())?;
+    while let Some(r) = rows.next()? {
+        let tool: String = r.get(0)?;
+        let latency: f64 = r.get(1)?;
+        let success: bool = r.get(2)?;
+        let acc = tools.entry(tool).or_default();
+        acc.0.push(latency);
+        acc.1 += i64::from(!success);
+        all.push(latency);
+    }
+    d.tool_latency_ms = sorted_percentiles(&mut all);
+    for (tool, (mut latencies, errors)) in tools {
+        let p = sorted_percentiles(&mut latencies);
+        let calls = latencies.len() as i64;
+        d.by_tool.push(ToolStats {
+            tool,
+            calls,
+            errors,
+            error_rate: rate(errors, calls),
+            p50_latency_ms: p.p50,
+            p95_latency_ms: p.p95,
+        });
+    }
+
+    let mut durations = conn
+        .prepare_cached(SCOPE_DURATIONS)?
+        .query_map(scope.params(), |r| r.get::<_, f64>(0))?
+        .collect::<rusqlite::Result<Vec<f64>>>()?;
+    d.run_duration_ms = sorted_percentiles(&mut durations);
+    sort_breakdowns(d);
+    Ok(())
+}
+
+/// Groups `(value, count)` pairs into log-spaced bins (4 per decade) for a histogram chart.
+fn latency_bins(values: impl Iterator<Item = (f64, i64)>) -> Vec<LatencyBin> {
+    const PER_DECADE: f64 = 4.0;
+    let bin_of = |v: f64| -> i32 {
+        if v <= 1.0 {
+            0
+        } else {
+            (v.log10() * PER_DECADE).floor() as i32 + 1
+        }
+    };
+    let bound = |i: i32| -> f64 {
+        if i <= 0 {
+            0.0
+        } else {
+            10f64.powf((i - 1) as f64 / PER_DECADE)
+        }
+    };
+    let mut bins: BTreeMap<i32, i64> = BTreeMap::new();
+    for (v, c) in values {
+        *bins.entry(bin_of(v)).or_insert(0) += c;
+    }
+    let (Some(&first), Some(&last)) = (bins.keys().next(), bins.keys().next_back()) else {
+        return Vec::new();
+    };
+    (first..=last)
+        .map(|i| LatencyBin {
+            lo_ms: bound(i),
+            hi_ms: bound(i + 1),
+            calls: bins.get(&i).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_is_exact_quotient() {
+        assert_eq!(exact_ratio_usd(3_000_000_000_000, 3), 1.0);
+        assert_eq!(exact_ratio_usd(1_000_000_000_000, 3), 1.0 / 3.0);
+        assert_eq!(exact_ratio_usd(1, 1), 1e-12);
+    }
+
+    #[test]
+    fn bucket_percentile_picks_right_rank() {
+        let mut values: Vec<f64> = (0..1000).map(|i| (i * 37 % 1000) as f64 * 1.7).collect();
+        values.sort_by(f64::total_cmp);
+        let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
+        for v in &values {
+            *buckets.entry(percentile::bucket(*v)).or_insert(0) += 1;
+        }
+        let buckets: Vec<_> = buckets.into_iter().collect();
+        for p in [0.0, 0.5, 0.95, 1.0] {
+            let got = bucket_percentile(&buckets, p, |floor, offset| {
+                Ok(values
+                    .iter()
+                    .copied()
+                    .filter(|v| *v >= floor)
+                    .skip(offset as usize)
+                    .take(2)
+                    .collect())
+            })
+            .unwrap();
+            assert_eq!(got, percentile::percentile(&values, p), "p = {p}");
+        }
+    }
+}
