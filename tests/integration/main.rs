@@ -1,0 +1,9 @@
+//! Integration tests: real database files in temp dirs, the built executable, and checks
+//! against independent computations. One binary, one module per capability.
+
+mod alerts;
+mod cli;
+mod dashboard;
+mod pricing;
+mod store;
+mod util;
