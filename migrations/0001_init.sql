@@ -56,8 +56,9 @@ CREATE TABLE llm_calls (
 
 -- Export and per-run reads walk a run's calls in step order.
 CREATE INDEX llm_calls_by_run ON llm_calls (run_id, step, timestamp);
--- Exact percentiles pick rows by rank inside a latency range (see latency_histogram).
-CREATE INDEX llm_calls_by_latency ON llm_calls (latency_ms);
+-- Exact percentiles read the values of one latency bucket per model (see latency_histogram). The
+-- cross-model percentile merges the models' ranges, so no global latency index costs every insert
+-- a second random page write.
 CREATE INDEX llm_calls_by_model_latency ON llm_calls (model, latency_ms);
 -- Re-pricing unpriced calls finds them without a scan.
 CREATE INDEX llm_calls_unpriced ON llm_calls (model) WHERE cost_source = 'unpriced';
@@ -75,7 +76,6 @@ CREATE TABLE tool_calls (
 ) STRICT;
 
 CREATE INDEX tool_calls_by_run ON tool_calls (run_id, step, timestamp);
-CREATE INDEX tool_calls_by_latency ON tool_calls (latency_ms);
 CREATE INDEX tool_calls_by_tool_latency ON tool_calls (tool_name, latency_ms);
 
 -- Internal to the dashboard, maintained in every write transaction: per series ('llm' by model,

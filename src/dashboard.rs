@@ -178,12 +178,12 @@ pub struct Dashboard {
     pub llm_latency_histogram: Vec<LatencyBin>,
 }
 
-/// The WHERE clause selecting the runs in scope: `?1` since, `?2` until, `?3` status, `?4` a
-/// JSON array of `[key, value]` pairs that must all match the run's metadata.
+/// The WHERE clause selecting the runs in scope: `?1` since and `?2` until (±infinity when not
+/// given, so the range stays sargable and walks `runs_by_started_at`), `?3` status, `?4` a JSON
+/// array of `[key, value]` pairs that must all match the run's metadata.
 macro_rules! scope_where {
     () => {
-        "(?1 IS NULL OR runs.started_at >= ?1)
-         AND (?2 IS NULL OR runs.started_at < ?2)
+        "runs.started_at >= ?1 AND runs.started_at < ?2
          AND (?3 IS NULL OR runs.status = ?3)
          AND NOT EXISTS (
              SELECT 1 FROM json_each(?4) AS f
@@ -197,8 +197,9 @@ macro_rules! scope_where {
 }
 
 /// Run-level totals from the rollups, by status and day. High/low splits keep sums exact.
-const RUN_TOTALS: &str = concat!(
-    "SELECT runs.status AS status, date(runs.started_at, 'unixepoch') AS day, count(*) AS runs,
+macro_rules! run_totals_select {
+    () => {
+        "SELECT runs.status AS status, date(runs.started_at, 'unixepoch') AS day, count(*) AS runs,
         sum(runs.cost_picousd / 1000000) AS cost_hi, sum(runs.cost_picousd % 1000000) AS cost_lo,
         sum(runs.llm_calls) AS llm_calls, sum(runs.tool_calls) AS tool_calls,
         sum(runs.tool_errors) AS tool_errors, sum(runs.cached_calls) AS cached_calls,
@@ -206,7 +207,17 @@ const RUN_TOTALS: &str = concat!(
         sum(runs.input_tokens / 1000000000) AS in_hi, sum(runs.input_tokens % 1000000000) AS in_lo,
         sum(runs.output_tokens / 1000000000) AS out_hi, sum(runs.output_tokens % 1000000000) AS out_lo,
         sum(runs.unpriced_tokens / 1000000000) AS unp_hi, sum(runs.unpriced_tokens % 1000000000) AS unp_lo
-     FROM runs WHERE ",
+         FROM runs "
+    };
+}
+
+/// Every run: one pass over the table (an index walk would add a lookup per row).
+const RUN_TOTALS_ALL: &str = concat!(run_totals_select!(), " GROUP BY status, day");
+
+/// The runs in scope.
+const RUN_TOTALS: &str = concat!(
+    run_totals_select!(),
+    " WHERE ",
     scope_where!(),
     " GROUP BY status, day"
 );
@@ -218,20 +229,20 @@ const SCOPE_ALERT_COUNT: &str = concat!(
 
 const SCOPE_RECENT_ALERTS: &str = concat!(
     "SELECT alerts.run_id AS run_id, metric, value, threshold, call_id, fired_at
-     FROM alerts JOIN runs ON runs.run_id = alerts.run_id WHERE ",
+     FROM runs CROSS JOIN alerts ON alerts.run_id = runs.run_id WHERE ",
     scope_where!(),
     " ORDER BY fired_at DESC, alert_id DESC LIMIT 10"
 );
 
 const SCOPE_LLM_CALLS: &str = concat!(
     "SELECT c.model, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_picousd, c.cached
-     FROM runs JOIN llm_calls AS c ON c.run_id = runs.run_id WHERE ",
+     FROM runs CROSS JOIN llm_calls AS c ON c.run_id = runs.run_id WHERE ",
     scope_where!()
 );
 
 const SCOPE_TOOL_CALLS: &str = concat!(
     "SELECT c.tool_name, c.latency_ms, c.success
-     FROM runs JOIN tool_calls AS c ON c.run_id = runs.run_id WHERE ",
+     FROM runs CROSS JOIN tool_calls AS c ON c.run_id = runs.run_id WHERE ",
     scope_where!()
 );
 
@@ -244,27 +255,49 @@ const HISTOGRAM: &str = "SELECT series, key, bucket, calls, errors, cached_calls
     input_tokens, output_tokens, cost_microusd, cost_rem_picousd
     FROM latency_histogram ORDER BY series, key, bucket";
 
-/// Rank picks inside a latency bucket, each on its own index.
-const PICK_LLM: &str =
-    "SELECT latency_ms FROM llm_calls WHERE latency_ms >= ?1 ORDER BY latency_ms LIMIT 2 OFFSET ?2";
-const PICK_LLM_MODEL: &str =
-    "SELECT latency_ms FROM llm_calls WHERE model = ?3 AND latency_ms >= ?1
-    ORDER BY latency_ms LIMIT 2 OFFSET ?2";
-const PICK_TOOL: &str = "SELECT latency_ms FROM tool_calls WHERE latency_ms >= ?1
-    ORDER BY latency_ms LIMIT 2 OFFSET ?2";
-const PICK_TOOL_NAME: &str = "SELECT latency_ms FROM tool_calls WHERE tool_name = ?3
-    AND latency_ms >= ?1 ORDER BY latency_ms LIMIT 2 OFFSET ?2";
-const PICK_RUN: &str = "SELECT duration_ms FROM runs WHERE duration_ms >= ?1
-    ORDER BY duration_ms LIMIT 2 OFFSET ?2";
+/// The values of one latency range of one key, ascending, on the per-key index.
+const RANGE_LLM: &str = "SELECT latency_ms FROM llm_calls
+    WHERE model = ?1 AND latency_ms >= ?2 AND latency_ms < ?3 ORDER BY latency_ms";
+const RANGE_TOOL: &str = "SELECT latency_ms FROM tool_calls
+    WHERE tool_name = ?1 AND latency_ms >= ?2 AND latency_ms < ?3 ORDER BY latency_ms";
+const RANGE_RUN: &str = "SELECT duration_ms FROM runs
+    WHERE ?1 = '' AND duration_ms >= ?2 AND duration_ms < ?3 ORDER BY duration_ms";
+/// The smallest and largest value of a range (two index probes), to answer a bucket whose
+/// values are all equal without reading them.
+const MINMAX_LLM: &str = "SELECT min(latency_ms), max(latency_ms) FROM llm_calls
+    WHERE model = ?1 AND latency_ms >= ?2 AND latency_ms < ?3";
+const MINMAX_TOOL: &str = "SELECT min(latency_ms), max(latency_ms) FROM tool_calls
+    WHERE tool_name = ?1 AND latency_ms >= ?2 AND latency_ms < ?3";
+const MINMAX_RUN: &str = "SELECT min(duration_ms), max(duration_ms) FROM runs
+    WHERE ?1 = '' AND duration_ms >= ?2 AND duration_ms < ?3";
+
+/// The queries that read one series' values by range.
+struct SeriesSql {
+    range: &'static str,
+    minmax: &'static str,
+}
+
+const LLM_SQL: SeriesSql = SeriesSql {
+    range: RANGE_LLM,
+    minmax: MINMAX_LLM,
+};
+const TOOL_SQL: SeriesSql = SeriesSql {
+    range: RANGE_TOOL,
+    minmax: MINMAX_TOOL,
+};
+const RUN_SQL: SeriesSql = SeriesSql {
+    range: RANGE_RUN,
+    minmax: MINMAX_RUN,
+};
 
 /// The statements whose plans the tests pin (name, SQL).
 #[cfg(test)]
 const PLANNED_QUERIES: &[(&str, &str)] = &[
-    ("pick_llm", PICK_LLM),
-    ("pick_llm_model", PICK_LLM_MODEL),
-    ("pick_tool", PICK_TOOL),
-    ("pick_tool_name", PICK_TOOL_NAME),
-    ("pick_run", PICK_RUN),
+    ("range_llm", RANGE_LLM),
+    ("range_tool", RANGE_TOOL),
+    ("range_run", RANGE_RUN),
+    ("minmax_llm", MINMAX_LLM),
+    ("minmax_tool", MINMAX_TOOL),
     ("scope_llm_calls", SCOPE_LLM_CALLS),
     ("scope_tool_calls", SCOPE_TOOL_CALLS),
 ];
@@ -375,8 +408,17 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn params(&self) -> (Option<f64>, Option<f64>, Option<&str>, &str) {
-        (self.since, self.until, self.status, self.meta)
+    fn is_everything(&self) -> bool {
+        self.since.is_none() && self.until.is_none() && self.status.is_none() && self.meta == "[]"
+    }
+
+    fn params(&self) -> (f64, f64, Option<&str>, &str) {
+        (
+            self.since.unwrap_or(f64::NEG_INFINITY),
+            self.until.unwrap_or(f64::INFINITY),
+            self.status,
+            self.meta,
+        )
     }
 }
 
@@ -386,8 +428,14 @@ fn run_totals(conn: &Connection, scope: &Scope) -> Result<Dashboard> {
     let (mut input, mut output, mut unpriced_tokens) =
         (Split::default(), Split::default(), Split::default());
     let mut days: BTreeMap<String, (i64, Split)> = BTreeMap::new();
-    let mut stmt = conn.prepare_cached(RUN_TOTALS)?;
-    let mut rows = stmt.query(scope.params())?;
+    let mut stmt;
+    let mut rows = if scope.is_everything() {
+        stmt = conn.prepare_cached(RUN_TOTALS_ALL)?;
+        stmt.query([])?
+    } else {
+        stmt = conn.prepare_cached(RUN_TOTALS)?;
+        stmt.query(scope.params())?
+    };
     while let Some(r) = rows.next()? {
         let runs: i64 = r.get("runs")?;
         let status: String = r.get("status")?;
@@ -458,13 +506,13 @@ impl Dashboard {
     }
 }
 
-/// The exact value at percentile `p` of a set described by ascending `(bucket, count)` pairs,
-/// read with one index range pick. `pick(floor, offset)` returns up to two values at and after
-/// `offset` among the values `>= floor`, ascending.
+/// The exact value at percentile `p` of a set described by ascending `(bucket, count)` pairs.
+/// `values_of(bucket)` returns the bucket's values, ascending: only the bucket holding rank `k`
+/// (and, when `k` is its last value, the next one) is ever read.
 fn bucket_percentile(
     buckets: &[(i64, i64)],
     p: f64,
-    mut pick: impl FnMut(f64, i64) -> Result<Vec<f64>>,
+    mut values_of: impl FnMut(i64) -> Result<Vec<f64>>,
 ) -> Result<Option<f64>> {
     let n: i64 = buckets.iter().map(|(_, c)| c).sum();
     if n <= 0 {
@@ -473,48 +521,89 @@ fn bucket_percentile(
     let (lo, frac) = rank(n as u64, p);
     let lo = lo as i64;
     let mut before = 0;
-    for &(bucket, count) in buckets {
-        if lo < before + count {
-            let values = pick(bucket_floor(bucket), lo - before)?;
-            let Some(&a) = values.first() else {
-                return Ok(None);
-            };
-            let b = values.get(1).copied().unwrap_or(a);
-            return Ok(Some(interpolate(a, b, frac)));
+    for (i, &(bucket, count)) in buckets.iter().enumerate() {
+        if lo >= before + count {
+            before += count;
+            continue;
         }
-        before += count;
+        let values = values_of(bucket)?;
+        let j = (lo - before) as usize;
+        let Some(&a) = values.get(j) else {
+            return Ok(None);
+        };
+        if frac == 0.0 {
+            return Ok(Some(a));
+        }
+        let b = match values.get(j + 1) {
+            Some(&b) => b,
+            None => match buckets.get(i + 1) {
+                Some(&(next, _)) => values_of(next)?.first().copied().unwrap_or(a),
+                None => a,
+            },
+        };
+        return Ok(Some(interpolate(a, b, frac)));
     }
     Ok(None)
 }
 
-fn picker<'c>(
-    conn: &'c Connection,
-    sql: &'static str,
-    key: Option<&'c str>,
-) -> impl FnMut(f64, i64) -> Result<Vec<f64>> + 'c {
-    move |floor, offset| {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let values: rusqlite::Result<Vec<f64>> = match key {
-            Some(k) => stmt
-                .query_map(params![floor, offset, k], |r| r.get(0))?
-                .collect(),
-            None => stmt
-                .query_map(params![floor, offset], |r| r.get(0))?
-                .collect(),
-        };
-        Ok(values?)
+/// The values of `bucket` over `keys` (merged, ascending), read with `sql` on the per-key index.
+fn bucket_values<'k>(
+    conn: &Connection,
+    sql: &SeriesSql,
+    keys: impl Iterator<Item = (&'k String, &'k KeyHistogram)> + Clone,
+    bucket: i64,
+) -> Result<Vec<f64>> {
+    let (lo, hi) = (bucket_floor(bucket), bucket_floor(bucket + 1));
+    // The keys with values in this bucket, and how many (from the histogram, no scan).
+    let mut count = 0;
+    let holders: Vec<&String> = keys
+        .filter_map(|(name, k)| {
+            let i = k.buckets.binary_search_by_key(&bucket, |&(b, _)| b).ok()?;
+            count += k.buckets[i].1;
+            Some(name)
+        })
+        .collect();
+    // All values equal (a constant latency, say): answer from two index probes per key.
+    let mut range: Option<(f64, f64)> = None;
+    let mut minmax = conn.prepare_cached(sql.minmax)?;
+    for key in &holders {
+        let (min, max): (Option<f64>, Option<f64>) =
+            minmax.query_row(params![key, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if let (Some(min), Some(max)) = (min, max) {
+            range = Some(match range {
+                None => (min, max),
+                Some((a, b)) => (a.min(min), b.max(max)),
+            });
+        }
     }
+    let mut stmt = conn.prepare_cached(sql.range)?;
+    let mut values = Vec::new();
+    match range {
+        Some((min, max)) if min == max => values.resize(count as usize, min),
+        _ => {
+            for key in &holders {
+                let rows = stmt.query_map(params![key, lo, hi], |r| r.get::<_, f64>(0))?;
+                for v in rows {
+                    values.push(v?);
+                }
+            }
+            values.sort_unstable_by(f64::total_cmp);
+        }
+    }
+    Ok(values)
 }
 
-fn bucket_percentiles(
+/// p50 and p95 over `keys` (one key: its own figures; several: merged).
+fn series_percentiles<'k>(
     conn: &Connection,
-    buckets: &[(i64, i64)],
-    sql: &'static str,
-    key: Option<&str>,
+    sql: &SeriesSql,
+    keys: impl Iterator<Item = (&'k String, &'k KeyHistogram)> + Clone,
 ) -> Result<Percentiles> {
+    let buckets = merge_buckets(keys.clone().map(|(_, k)| k));
+    let mut read = |b| bucket_values(conn, sql, keys.clone(), b);
     Ok(Percentiles {
-        p50: bucket_percentile(buckets, P50, picker(conn, sql, key))?,
-        p95: bucket_percentile(buckets, P95, picker(conn, sql, key))?,
+        p50: bucket_percentile(&buckets, P50, &mut read)?,
+        p95: bucket_percentile(&buckets, P95, &mut read)?,
     })
 }
 
@@ -556,14 +645,14 @@ fn calls_from_histogram(conn: &Connection, d: &mut Dashboard) -> Result<()> {
     let tool = series.get("tool").unwrap_or(&empty);
     let run = series.get("run").unwrap_or(&empty);
 
+    d.llm_latency_ms = series_percentiles(conn, &LLM_SQL, llm.iter())?;
     let llm_all = merge_buckets(llm.values());
-    d.llm_latency_ms = bucket_percentiles(conn, &llm_all, PICK_LLM, None)?;
     d.llm_latency_histogram = latency_bins(llm_all.iter().map(|&(b, c)| (bucket_floor(b), c)));
-    d.tool_latency_ms = bucket_percentiles(conn, &merge_buckets(tool.values()), PICK_TOOL, None)?;
-    d.run_duration_ms = bucket_percentiles(conn, &merge_buckets(run.values()), PICK_RUN, None)?;
+    d.tool_latency_ms = series_percentiles(conn, &TOOL_SQL, tool.iter())?;
+    d.run_duration_ms = series_percentiles(conn, &RUN_SQL, run.iter())?;
 
     for (model, k) in llm {
-        let p = bucket_percentiles(conn, &k.buckets, PICK_LLM_MODEL, Some(model))?;
+        let p = series_percentiles(conn, &LLM_SQL, std::iter::once((model, k)))?;
         let cost = k.cost.value(1_000_000);
         d.by_model.push(ModelStats {
             model: model.clone(),
@@ -579,7 +668,7 @@ fn calls_from_histogram(conn: &Connection, d: &mut Dashboard) -> Result<()> {
         });
     }
     for (name, k) in tool {
-        let p = bucket_percentiles(conn, &k.buckets, PICK_TOOL_NAME, Some(name))?;
+        let p = series_percentiles(conn, &TOOL_SQL, std::iter::once((name, k)))?;
         d.by_tool.push(ToolStats {
             tool: name.clone(),
             calls: k.calls,
@@ -732,6 +821,70 @@ fn latency_bins(values: impl Iterator<Item = (f64, i64)>) -> Vec<LatencyBin> {
 mod tests {
     use super::*;
 
+    /// The query plan of `sql` as text, one step per line.
+    pub(crate) fn plan(conn: &Connection, sql: &str) -> String {
+        let n = conn.prepare(sql).unwrap().parameter_count();
+        let params: Vec<rusqlite::types::Value> =
+            (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn dashboard_queries_use_their_indexes() {
+        let conn =
+            crate::store::migrate::open_memory(&crate::store::migrate::ConnConfig::test()).unwrap();
+        let expected = [
+            (
+                "range_llm",
+                "INDEX llm_calls_by_model_latency (model=? AND latency_ms>? AND latency_ms<?)",
+            ),
+            (
+                "range_tool",
+                "INDEX tool_calls_by_tool_latency (tool_name=? AND latency_ms>? AND latency_ms<?)",
+            ),
+            (
+                "range_run",
+                "INDEX runs_by_duration (duration_ms>? AND duration_ms<?)",
+            ),
+            (
+                "minmax_llm",
+                "INDEX llm_calls_by_model_latency (model=? AND latency_ms>? AND latency_ms<?)",
+            ),
+            (
+                "minmax_tool",
+                "INDEX tool_calls_by_tool_latency (tool_name=? AND latency_ms>? AND latency_ms<?)",
+            ),
+            ("scope_llm_calls", "INDEX llm_calls_by_run (run_id=?)"),
+            ("scope_tool_calls", "INDEX tool_calls_by_run (run_id=?)"),
+        ];
+        for (name, sql) in PLANNED_QUERIES {
+            let want = expected.iter().find(|(n, _)| n == name).unwrap().1;
+            let p = plan(&conn, sql);
+            assert!(p.contains(want), "{name}: plan lost its index:\n{p}");
+            assert!(
+                !p.contains("TEMP B-TREE"),
+                "{name}: sorts instead of walking an index:\n{p}"
+            );
+        }
+        // The scoped time filter walks the started_at index, not the whole table.
+        let p = plan(&conn, RUN_TOTALS);
+        assert!(
+            p.contains("INDEX runs_by_started_at (started_at>? AND started_at<?)"),
+            "{p}"
+        );
+        let p = plan(&conn, SCOPE_LLM_CALLS);
+        assert!(
+            p.starts_with("SEARCH runs USING INDEX runs_by_started_at"),
+            "{p}"
+        );
+    }
+
     #[test]
     fn average_is_exact_quotient() {
         assert_eq!(exact_ratio_usd(3_000_000_000_000, 3), 1.0);
@@ -749,13 +902,11 @@ mod tests {
         }
         let buckets: Vec<_> = buckets.into_iter().collect();
         for p in [0.0, 0.5, 0.95, 1.0] {
-            let got = bucket_percentile(&buckets, p, |floor, offset| {
+            let got = bucket_percentile(&buckets, p, |b| {
                 Ok(values
                     .iter()
                     .copied()
-                    .filter(|v| *v >= floor)
-                    .skip(offset as usize)
-                    .take(2)
+                    .filter(|v| percentile::bucket(*v) == b)
                     .collect())
             })
             .unwrap();

@@ -54,6 +54,11 @@ mod record;
 pub mod simulate;
 mod store;
 
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use alerts::{AlertRule, Metric, RunTotals};
 pub use dashboard::{
     Dashboard, DashboardFilter, DayStats, LatencyBin, ModelStats, Percentiles, ToolStats,
@@ -65,4 +70,6 @@ pub use pricing::{
     BUILTIN_AS_OF, PICO_PER_USD,
 };
 pub use record::{parse_time, Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
-pub use store::{AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous};
+pub use store::{
+    AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous, SCHEMA_VERSION,
+};

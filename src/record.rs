@@ -101,13 +101,32 @@ pub struct ToolCall {
     pub metadata: Option<Value>,
 }
 
-/// Either kind of call, for [`crate::Pipeline::record_batch`].
+/// One item of a [`crate::Pipeline::record_batch`]: a call, or a run starting or ending, so a
+/// whole run (or many) can be written in one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// An LLM call.
     Llm(LlmCall),
     /// A tool call.
     Tool(ToolCall),
+    /// Start a run (as [`crate::Pipeline::start_run_at`]).
+    StartRun {
+        /// The run id.
+        run_id: String,
+        /// A JSON object.
+        metadata: Value,
+        /// Epoch seconds; `None`: now.
+        started_at: Option<f64>,
+    },
+    /// End a run (as [`crate::Pipeline::end_run_at`]).
+    EndRun {
+        /// The run id.
+        run_id: String,
+        /// The final status (not empty, not `running`).
+        status: String,
+        /// Epoch seconds; `None`: now.
+        ended_at: Option<f64>,
+    },
 }
 
 impl From<LlmCall> for Record {
@@ -224,6 +243,18 @@ pub(crate) fn check_id(field: &'static str, id: &str) -> Result<()> {
 pub(crate) fn check_finite(field: &'static str, v: f64) -> Result<()> {
     if !v.is_finite() {
         return Err(Error::invalid(field, v, "must be a finite number"));
+    }
+    Ok(())
+}
+
+/// An ended run's status: any non-empty text but `running`.
+pub(crate) fn check_final_status(status: &str) -> Result<()> {
+    if status.is_empty() || status == "running" {
+        return Err(Error::invalid(
+            "status",
+            format!("{status:?}"),
+            "an ended run needs a final status such as \"success\" or \"failed\"",
+        ));
     }
     Ok(())
 }

@@ -25,6 +25,9 @@ pub struct SimulationOptions {
     pub end_at: f64,
     /// Prefix of the run ids; call ids extend the run id.
     pub run_id_prefix: String,
+    /// Runs written per transaction (1: each run is one transaction, as a live agent's would be
+    /// at the least; more: faster bulk generation for benchmarks).
+    pub runs_per_batch: usize,
 }
 
 impl SimulationOptions {
@@ -35,6 +38,7 @@ impl SimulationOptions {
             seed,
             end_at: 1_796_083_200.0,
             run_id_prefix: format!("demo-s{seed}"),
+            runs_per_batch: 1,
         }
     }
 }
@@ -157,6 +161,7 @@ pub fn simulate(
     let mut rng = Rng::new(options.seed);
     let span_s = 14.0 * 86_400.0;
     let mut fired = 0;
+    let mut batch = Vec::new();
     for i in 0..options.runs {
         let run_id = format!("{}-{i:06}", options.run_id_prefix);
         let started_at = options.end_at - span_s + rng.f64() * span_s;
@@ -166,7 +171,11 @@ pub fn simulate(
             "env": *rng.pick(ENVS),
             "version": format!("1.{}.{}", rng.range(2, 4), rng.range(0, 9)),
         });
-        pipeline.start_run_at(&run_id, metadata, started_at)?;
+        batch.push(Record::StartRun {
+            run_id: run_id.clone(),
+            metadata,
+            started_at: Some(started_at),
+        });
 
         let runaway = rng.chance(0.004);
         let calls = if runaway {
@@ -175,7 +184,7 @@ pub fn simulate(
             rng.range(5, 40)
         };
         let mut t = started_at;
-        let mut records = Vec::with_capacity(calls as usize);
+        let records = &mut batch;
         let mut tool_failures = 0;
         for step in 0..calls {
             let call_id = format!("{run_id}-{step:03}");
@@ -228,7 +237,6 @@ pub fn simulate(
                 t += latency_ms / 1000.0;
             }
         }
-        fired += pipeline.record_batch(records)?.alerts.len();
         // A small share of runs is left running, as a live file always has some.
         if !rng.chance(0.01) {
             let status = if runaway || tool_failures >= 3 || rng.chance(0.02) {
@@ -238,9 +246,19 @@ pub fn simulate(
             } else {
                 "success"
             };
-            pipeline.end_run_at(&run_id, status, t + rng.f64() * 2.0)?;
+            batch.push(Record::EndRun {
+                run_id,
+                status: status.to_string(),
+                ended_at: Some(t + rng.f64() * 2.0),
+            });
         }
-        progress(i + 1);
+        if (i + 1) % options.runs_per_batch.max(1) == 0 || i + 1 == options.runs {
+            fired += pipeline
+                .record_batch(std::mem::take(&mut batch))?
+                .alerts
+                .len();
+            progress(i + 1);
+        }
     }
     Ok(fired)
 }

@@ -23,9 +23,11 @@ pub const APPLICATION_ID: i32 = 0x4147_4F42;
 pub const MIGRATIONS: &[(&str, &str)] =
     &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
 
-/// The schema version this build writes.
-pub fn latest_version() -> i64 {
-    MIGRATIONS.len() as i64
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn latest_version() -> i64 {
+    SCHEMA_VERSION
 }
 
 /// How durably a commit is written.
@@ -47,6 +49,17 @@ pub(crate) struct ConnConfig {
     pub busy_timeout: Duration,
     /// Page cache per connection, KiB. 64 MiB holds the hot index pages of a 100,000-run file.
     pub cache_size_kib: i64,
+}
+
+#[cfg(test)]
+impl ConnConfig {
+    pub(crate) fn test() -> ConnConfig {
+        ConnConfig {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            cache_size_kib: 2048,
+        }
+    }
 }
 
 fn not_a_db(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -173,6 +186,7 @@ fn set_pragmas(conn: &Connection, config: &ConnConfig, reader: bool) -> Result<(
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -config.cache_size_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     Ok(())
 }
 

@@ -22,8 +22,8 @@ use crate::pricing::Pricing;
 use crate::record::{self, Alert, LlmCall, Record, RunSummary, ToolCall};
 
 use migrate::ConnConfig;
-pub use migrate::Synchronous;
-use write::{price_call, Writer, Written};
+pub use migrate::{Synchronous, SCHEMA_VERSION};
+use write::{Prepared, Writer, Written};
 
 /// A callback run for every alert fired, after its transaction committed.
 pub type AlertCallback = Box<dyn Fn(&Alert) + Send + Sync>;
@@ -137,8 +137,12 @@ impl PipelineOptions {
 /// What [`Pipeline::record_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
-    /// Records stored.
+    /// Calls stored.
     pub recorded: usize,
+    /// Runs started.
+    pub runs_started: usize,
+    /// Runs ended.
+    pub runs_ended: usize,
     /// Records already stored with the same content (retries), skipped.
     pub duplicates: usize,
     /// Alerts the batch fired.
@@ -186,12 +190,6 @@ pub struct Pipeline {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
-const INSERT_RUN: &str = "INSERT INTO runs (run_id, metadata, started_at) VALUES (?1, ?2, ?3)
-    ON CONFLICT (run_id) DO NOTHING";
-const END_RUN: &str = "UPDATE runs SET status = ?2, ended_at = ?3, duration_ms = ?4
-    WHERE run_id = ?1";
-const SELECT_STARTED_AT: &str = "SELECT started_at FROM runs WHERE run_id = ?1";
 
 impl Pipeline {
     /// Opens or creates the database file at `path` with default options, and migrates it.
@@ -285,21 +283,12 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::start_run`], and [`Error::InvalidValue`] for a non-finite time.
     pub fn start_run_at(&self, run_id: &str, metadata: Value, started_at: f64) -> Result<()> {
-        record::check_id("run_id", run_id)?;
-        record::check_metadata("metadata", &metadata)?;
-        record::check_finite("started_at", started_at)?;
-        let text = metadata.to_string();
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached(INSERT_RUN)?
-                .execute(params![run_id, text, started_at])?;
-            if n == 0 {
-                return Err(Error::RunExists {
-                    run_id: run_id.to_string(),
-                });
-            }
-            Ok(())
-        })
+        self.record_batch([Record::StartRun {
+            run_id: run_id.to_string(),
+            metadata,
+            started_at: Some(started_at),
+        }])
+        .map(|_| ())
     }
 
     /// Records one LLM call in its own transaction and returns the alerts it fired.
@@ -325,44 +314,31 @@ impl Pipeline {
         Ok(self.record_batch([Record::Tool(call)])?.alerts)
     }
 
-    /// Records many calls in one transaction: all of them or, on any error, none.
+    /// Records many calls (and run starts and ends) in one transaction: all of them or, on any
+    /// error, none.
     ///
     /// # Errors
     /// As [`Pipeline::record_llm_call`], for the first record that fails; nothing was written.
     pub fn record_batch(&self, records: impl IntoIterator<Item = Record>) -> Result<BatchOutcome> {
         let now = record::now();
         // Validate and price everything before taking the write lock.
-        let mut prepared = Vec::new();
-        for r in records {
-            match r {
-                Record::Llm(c) => {
-                    c.validate()?;
-                    let ts = c.timestamp.unwrap_or(now);
-                    let cost = price_call(&self.pricing, self.strict_pricing, &c, ts)?;
-                    prepared.push((Record::Llm(c), ts, Some(cost)));
-                }
-                Record::Tool(c) => {
-                    c.validate()?;
-                    let ts = c.timestamp.unwrap_or(now);
-                    prepared.push((Record::Tool(c), ts, None));
-                }
-            }
-        }
+        let prepared = records
+            .into_iter()
+            .map(|r| write::prepare(&self.pricing, self.strict_pricing, r, now))
+            .collect::<Result<Vec<_>>>()?;
         let outcome = self.write(|tx| {
             let mut writer = Writer::new(tx, true)?;
             let mut outcome = BatchOutcome::default();
-            for (r, ts, cost) in &prepared {
-                let written = match (r, cost) {
-                    (Record::Llm(c), Some(cost)) => writer.llm(c, *ts, *cost)?,
-                    (Record::Tool(c), _) => writer.tool(c, *ts)?,
-                    (Record::Llm(_), None) => unreachable!("every LLM call was priced above"),
-                };
-                match written {
-                    Written::Inserted => outcome.recorded += 1,
-                    Written::Duplicate => outcome.duplicates += 1,
+            for p in &prepared {
+                let written = writer.apply(p)?;
+                match (p, written) {
+                    (Prepared::Start { .. }, _) => outcome.runs_started += 1,
+                    (Prepared::End { .. }, _) => outcome.runs_ended += 1,
+                    (_, Written::Inserted) => outcome.recorded += 1,
+                    (_, Written::Duplicate) => outcome.duplicates += 1,
                 }
             }
-            outcome.alerts = std::mem::take(&mut writer.fired);
+            outcome.alerts = writer.finish()?;
             Ok(outcome)
         })?;
         self.notify(&outcome.alerts);
@@ -384,17 +360,20 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::end_run`], and [`Error::InvalidValue`] for a non-finite time.
     pub fn end_run_at(&self, run_id: &str, status: &str, ended_at: f64) -> Result<RunSummary> {
-        record::check_id("run_id", run_id)?;
-        record::check_finite("ended_at", ended_at)?;
-        if status.is_empty() || status == "running" {
-            return Err(Error::invalid(
-                "status",
-                format!("{status:?}"),
-                "an ended run needs a final status such as \"success\" or \"failed\"",
-            ));
-        }
+        let end = write::prepare(
+            &self.pricing,
+            self.strict_pricing,
+            Record::EndRun {
+                run_id: run_id.to_string(),
+                status: status.to_string(),
+                ended_at: Some(ended_at),
+            },
+            ended_at,
+        )?;
         self.write(|tx| {
-            end_run_in(tx, run_id, status, ended_at)?;
+            let mut writer = Writer::new(tx, false)?;
+            writer.apply(&end)?;
+            writer.finish()?;
             run_summary_in(tx, run_id)
         })
     }
@@ -518,39 +497,6 @@ fn in_read_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) ->
     let out = out?;
     end?;
     Ok(out)
-}
-
-/// Ends a run inside a write transaction: status, end time, duration, and the run-duration
-/// histogram.
-pub(crate) fn end_run_in(tx: &Connection, run_id: &str, status: &str, ended_at: f64) -> Result<()> {
-    let Some(run) = write::load_run(tx, run_id)? else {
-        return Err(Error::UnknownRun {
-            run_id: run_id.to_string(),
-        });
-    };
-    if run.status != "running" {
-        return Err(Error::RunEnded {
-            run_id: run_id.to_string(),
-            status: run.status,
-        });
-    }
-    let started_at: f64 = tx
-        .prepare_cached(SELECT_STARTED_AT)?
-        .query_row([run_id], |r| r.get(0))?;
-    let duration_ms = (ended_at - started_at) * 1000.0;
-    tx.prepare_cached(END_RUN)?
-        .execute(params![run_id, status, ended_at, duration_ms])?;
-    write::add_to_histogram(
-        tx,
-        "run",
-        "",
-        duration_ms,
-        &write::HistogramDelta {
-            calls: 1,
-            ..Default::default()
-        },
-    )?;
-    Ok(())
 }
 
 /// A run's summary with its alerts.

@@ -4,7 +4,11 @@
 //! and evaluates the alert rules against the new rollup, all in the caller's transaction: either
 //! everything of a call lands or nothing does. Rollups are read, added in Rust with overflow
 //! checks, and written back whole; the write lock held since `BEGIN IMMEDIATE` makes that
-//! read-modify-write safe across threads and processes.
+//! read-modify-write safe across threads and processes. Within one transaction the writer keeps
+//! each touched run's rollup and the histogram increments in memory and writes them once at
+//! [`Writer::finish`], so a batch of 1,000 calls costs one rollup update per run, not 1,000.
+
+use std::collections::HashMap;
 
 use rusqlite::{named_params, params, Connection, OptionalExtension};
 
@@ -12,7 +16,7 @@ use crate::alerts::{self, AlertRule, RunTotals};
 use crate::error::{Error, Result};
 use crate::percentile;
 use crate::pricing::{picousd_to_usd, usd_to_picousd, Pricing};
-use crate::record::{Alert, LlmCall, ToolCall};
+use crate::record::{self, Alert, LlmCall, Record, ToolCall};
 
 use super::rows;
 
@@ -81,6 +85,70 @@ pub(crate) fn price_call(
         Err(Error::UnknownModel { .. }) if !strict => Ok(CallCost::Unpriced),
         Err(e) => Err(e),
     }
+}
+
+/// A record validated and priced, ready for [`Writer::apply`].
+#[derive(Debug, Clone)]
+pub(crate) enum Prepared {
+    Llm(LlmCall, f64, CallCost),
+    Tool(ToolCall, f64),
+    Start {
+        run_id: String,
+        metadata: String,
+        started_at: f64,
+    },
+    End {
+        run_id: String,
+        status: String,
+        ended_at: f64,
+    },
+}
+
+/// Validates and prices a record without touching the database, filling "now" for missing times.
+pub(crate) fn prepare(pricing: &Pricing, strict: bool, r: Record, now: f64) -> Result<Prepared> {
+    Ok(match r {
+        Record::Llm(c) => {
+            c.validate()?;
+            let ts = c.timestamp.unwrap_or(now);
+            let cost = price_call(pricing, strict, &c, ts)?;
+            Prepared::Llm(c, ts, cost)
+        }
+        Record::Tool(c) => {
+            c.validate()?;
+            let ts = c.timestamp.unwrap_or(now);
+            Prepared::Tool(c, ts)
+        }
+        Record::StartRun {
+            run_id,
+            metadata,
+            started_at,
+        } => {
+            record::check_id("run_id", &run_id)?;
+            record::check_metadata("metadata", &metadata)?;
+            let started_at = started_at.unwrap_or(now);
+            record::check_finite("started_at", started_at)?;
+            Prepared::Start {
+                run_id,
+                metadata: metadata.to_string(),
+                started_at,
+            }
+        }
+        Record::EndRun {
+            run_id,
+            status,
+            ended_at,
+        } => {
+            record::check_id("run_id", &run_id)?;
+            record::check_final_status(&status)?;
+            let ended_at = ended_at.unwrap_or(now);
+            record::check_finite("ended_at", ended_at)?;
+            Prepared::End {
+                run_id,
+                status,
+                ended_at,
+            }
+        }
+    })
 }
 
 /// The rollup columns of a run.
@@ -223,7 +291,7 @@ const UPSERT_HISTOGRAM: &str = "INSERT INTO latency_histogram (series, key, buck
         cost_rem_picousd = cost_rem_picousd + excluded.cost_rem_picousd";
 
 /// One histogram contribution (negative values subtract, for re-pricing).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct HistogramDelta {
     pub calls: i64,
     pub errors: i64,
@@ -234,17 +302,30 @@ pub(crate) struct HistogramDelta {
     pub cost_picousd: i64,
 }
 
+impl std::ops::AddAssign for HistogramDelta {
+    fn add_assign(&mut self, d: HistogramDelta) {
+        self.calls += d.calls;
+        self.errors += d.errors;
+        self.cached_calls += d.cached_calls;
+        self.unpriced_calls += d.unpriced_calls;
+        self.input_tokens = self.input_tokens.saturating_add(d.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(d.output_tokens);
+        self.cost_picousd = self.cost_picousd.saturating_add(d.cost_picousd);
+    }
+}
+
+/// Adds one contribution to a histogram row (`bucket` from [`percentile::bucket`]).
 pub(crate) fn add_to_histogram(
     conn: &Connection,
     series: &str,
     key: &str,
-    value: f64,
+    bucket: i64,
     d: &HistogramDelta,
 ) -> Result<()> {
     conn.prepare_cached(UPSERT_HISTOGRAM)?.execute(params![
         series,
         key,
-        percentile::bucket(value),
+        bucket,
         d.calls,
         d.errors,
         d.cached_calls,
@@ -270,9 +351,13 @@ pub(crate) enum Written {
 pub(crate) struct Writer<'c> {
     conn: &'c Connection,
     rules: Vec<AlertRule>,
-    /// Alerts fired so far in this transaction.
-    pub fired: Vec<Alert>,
+    fired: Vec<Alert>,
     now: f64,
+    /// Runs touched in this transaction, with their current state; `true` when the rollup
+    /// changed and must be written at `finish`.
+    runs: HashMap<String, (RunState, bool)>,
+    /// Histogram increments, written at `finish`.
+    histogram: HashMap<(&'static str, String, i64), HistogramDelta>,
 }
 
 const INSERT_LLM: &str = "INSERT INTO llm_calls (call_id, run_id, step, model, input_tokens,
@@ -291,6 +376,12 @@ const INSERT_ALERT: &str =
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
 
 const SELECT_RULES: &str = "SELECT metric, threshold, min_calls FROM alert_rules ORDER BY metric";
+
+const INSERT_RUN: &str = "INSERT INTO runs (run_id, metadata, started_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (run_id) DO NOTHING";
+const END_RUN: &str = "UPDATE runs SET status = ?2, ended_at = ?3, duration_ms = ?4
+    WHERE run_id = ?1";
+const SELECT_STARTED_AT: &str = "SELECT started_at FROM runs WHERE run_id = ?1";
 
 const INSERT_IMPLICIT_RUN: &str = "INSERT INTO runs (run_id, started_at) VALUES (?1, ?2)";
 
@@ -338,21 +429,137 @@ impl<'c> Writer<'c> {
             rules,
             fired: Vec::new(),
             now: crate::record::now(),
+            runs: HashMap::new(),
+            histogram: HashMap::new(),
         })
     }
 
-    /// The run, started implicitly (status `running`, empty metadata) when unknown.
-    fn run_for_record(&self, run_id: &str, timestamp: f64) -> Result<RunState> {
-        if let Some(run) = load_run(self.conn, run_id)? {
-            return Ok(run);
+    /// Writes the rollups and histogram increments kept in memory; returns the fired alerts.
+    /// Must be called before the transaction commits.
+    pub(crate) fn finish(self) -> Result<Vec<Alert>> {
+        for (run_id, (state, dirty)) in &self.runs {
+            if *dirty {
+                store_rollup(self.conn, run_id, &state.rollup)?;
+            }
+        }
+        for ((series, key, bucket), d) in &self.histogram {
+            add_to_histogram(self.conn, series, key, *bucket, d)?;
+        }
+        Ok(self.fired)
+    }
+
+    fn histogram_add(&mut self, series: &'static str, key: &str, value: f64, d: HistogramDelta) {
+        *self
+            .histogram
+            .entry((series, key.to_string(), percentile::bucket(value)))
+            .or_default() += d;
+    }
+
+    /// A run's state: from this transaction's cache, else from the database.
+    fn run_state(&mut self, run_id: &str) -> Result<Option<&mut (RunState, bool)>> {
+        if !self.runs.contains_key(run_id) {
+            match load_run(self.conn, run_id)? {
+                Some(state) => {
+                    self.runs.insert(run_id.to_string(), (state, false));
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.runs.get_mut(run_id))
+    }
+
+    /// Applies one prepared record.
+    pub(crate) fn apply(&mut self, p: &Prepared) -> Result<Written> {
+        match p {
+            Prepared::Llm(c, ts, cost) => self.llm(c, *ts, *cost),
+            Prepared::Tool(c, ts) => self.tool(c, *ts),
+            Prepared::Start {
+                run_id,
+                metadata,
+                started_at,
+            } => {
+                let n = self
+                    .conn
+                    .prepare_cached(INSERT_RUN)?
+                    .execute(params![run_id, metadata, started_at])?;
+                if n == 0 {
+                    return Err(Error::RunExists {
+                        run_id: run_id.to_string(),
+                    });
+                }
+                Ok(Written::Inserted)
+            }
+            Prepared::End {
+                run_id,
+                status,
+                ended_at,
+            } => {
+                self.end(run_id, status, *ended_at)?;
+                Ok(Written::Inserted)
+            }
+        }
+    }
+
+    /// Ends a run: status, end time, duration, and the run-duration histogram.
+    fn end(&mut self, run_id: &str, status: &str, ended_at: f64) -> Result<()> {
+        let Some((run, _)) = self.run_state(run_id)? else {
+            return Err(Error::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        };
+        if run.status != "running" {
+            return Err(Error::RunEnded {
+                run_id: run_id.to_string(),
+                status: run.status.clone(),
+            });
+        }
+        run.status = status.to_string();
+        let started_at: f64 = self
+            .conn
+            .prepare_cached(SELECT_STARTED_AT)?
+            .query_row([run_id], |r| r.get(0))?;
+        let duration_ms = (ended_at - started_at) * 1000.0;
+        self.conn.prepare_cached(END_RUN)?.execute(params![
+            run_id,
+            status,
+            ended_at,
+            duration_ms
+        ])?;
+        self.histogram_add(
+            "run",
+            "",
+            duration_ms,
+            HistogramDelta {
+                calls: 1,
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// The run's status and rollup, started implicitly (status `running`, empty metadata) when
+    /// unknown.
+    fn run_for_record(&mut self, run_id: &str, timestamp: f64) -> Result<(String, Rollup)> {
+        if let Some((run, _)) = self.run_state(run_id)? {
+            return Ok((run.status.clone(), run.rollup));
         }
         self.conn
             .prepare_cached(INSERT_IMPLICIT_RUN)?
             .execute(params![run_id, timestamp])?;
-        Ok(RunState {
+        let state = RunState {
             status: "running".into(),
             rollup: Rollup::default(),
-        })
+        };
+        self.runs.insert(run_id.to_string(), (state, false));
+        Ok(("running".into(), Rollup::default()))
+    }
+
+    /// Records a run's new rollup (written at `finish`).
+    fn set_rollup(&mut self, run_id: &str, rollup: Rollup) {
+        if let Some((state, dirty)) = self.runs.get_mut(run_id) {
+            state.rollup = rollup;
+            *dirty = true;
+        }
     }
 
     /// Stores a validated, priced LLM call.
@@ -362,11 +569,11 @@ impl<'c> Writer<'c> {
         timestamp: f64,
         cost: CallCost,
     ) -> Result<Written> {
-        let run = self.run_for_record(&call.run_id, timestamp)?;
-        if run.status != "running" {
-            return self.retry_of_ended_run(
+        let (status, rollup) = self.run_for_record(&call.run_id, timestamp)?;
+        if status != "running" {
+            return retry_of_ended_run(
                 existing_llm(self.conn, &call.call_id)?,
-                &run,
+                &status,
                 call,
                 |e| compare_llm(e, call, &cost),
             );
@@ -397,14 +604,13 @@ impl<'c> Writer<'c> {
                 .unwrap_or(Ok(Written::Duplicate));
         }
         let delta = Rollup::of_llm(call, &cost);
-        let rollup = run.rollup.add(&delta, &call.run_id)?;
-        store_rollup(self.conn, &call.run_id, &rollup)?;
-        add_to_histogram(
-            self.conn,
+        let rollup = rollup.add(&delta, &call.run_id)?;
+        self.set_rollup(&call.run_id, rollup);
+        self.histogram_add(
             "llm",
             &call.model,
             call.latency_ms,
-            &HistogramDelta {
+            HistogramDelta {
                 calls: 1,
                 errors: i64::from(call.error.is_some()),
                 cached_calls: delta.cached_calls,
@@ -413,7 +619,7 @@ impl<'c> Writer<'c> {
                 output_tokens: call.output_tokens,
                 cost_picousd: delta.cost_picousd,
             },
-        )?;
+        );
         // Alert rules are evaluated here, in the transaction of the insert, from the new rollup.
         self.evaluate(&call.run_id, &call.call_id, &rollup, Some(call.latency_ms))?;
         Ok(Written::Inserted)
@@ -421,11 +627,11 @@ impl<'c> Writer<'c> {
 
     /// Stores a validated tool call.
     pub(crate) fn tool(&mut self, call: &ToolCall, timestamp: f64) -> Result<Written> {
-        let run = self.run_for_record(&call.run_id, timestamp)?;
-        if run.status != "running" {
-            return self.retry_of_ended_run(
+        let (status, rollup) = self.run_for_record(&call.run_id, timestamp)?;
+        if status != "running" {
+            return retry_of_ended_run(
                 existing_tool(self.conn, &call.call_id)?,
-                &run,
+                &status,
                 call,
                 |e| compare_tool(e, call),
             );
@@ -453,38 +659,20 @@ impl<'c> Writer<'c> {
             tool_errors: failed,
             ..Rollup::default()
         };
-        let rollup = run.rollup.add(&delta, &call.run_id)?;
-        store_rollup(self.conn, &call.run_id, &rollup)?;
-        add_to_histogram(
-            self.conn,
+        let rollup = rollup.add(&delta, &call.run_id)?;
+        self.set_rollup(&call.run_id, rollup);
+        self.histogram_add(
             "tool",
             &call.tool_name,
             call.latency_ms,
-            &HistogramDelta {
+            HistogramDelta {
                 calls: 1,
                 errors: failed,
                 ..HistogramDelta::default()
             },
-        )?;
+        );
         self.evaluate(&call.run_id, &call.call_id, &rollup, None)?;
         Ok(Written::Inserted)
-    }
-
-    /// A record for an ended run is accepted only as a retry of one already stored.
-    fn retry_of_ended_run<T>(
-        &self,
-        existing: Option<T>,
-        run: &RunState,
-        call: &impl CallIds,
-        compare: impl FnOnce(&T) -> Result<()>,
-    ) -> Result<Written> {
-        match existing {
-            Some(e) => compare(&e).map(|()| Written::Duplicate),
-            None => Err(Error::RunEnded {
-                run_id: call.run_id().to_string(),
-                status: run.status.clone(),
-            }),
-        }
     }
 
     fn evaluate(
@@ -520,6 +708,22 @@ impl<'c> Writer<'c> {
             }
         }
         Ok(())
+    }
+}
+
+/// A record for an ended run is accepted only as a retry of one already stored.
+fn retry_of_ended_run<T>(
+    existing: Option<T>,
+    status: &str,
+    call: &impl CallIds,
+    compare: impl FnOnce(&T) -> Result<()>,
+) -> Result<Written> {
+    match existing {
+        Some(e) => compare(&e).map(|()| Written::Duplicate),
+        None => Err(Error::RunEnded {
+            run_id: call.run_id().to_string(),
+            status: status.to_string(),
+        }),
     }
 }
 

@@ -675,7 +675,8 @@ proptest! {
         let mut stmt = conn
             .prepare("SELECT model, input_tokens, output_tokens, cached_input_tokens, cached, cost_picousd FROM llm_calls")
             .unwrap();
-        let rows: Vec<(String, i64, i64, Option<i64>, bool, Option<i64>)> = stmt
+        type Row = (String, i64, i64, Option<i64>, bool, Option<i64>);
+        let rows: Vec<Row> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
             .unwrap()
             .collect::<Result<_, _>>()
