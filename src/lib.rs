@@ -48,6 +48,7 @@
 mod alerts;
 mod dashboard;
 mod error;
+mod jsonl;
 mod percentile;
 mod pricing;
 mod record;
@@ -64,6 +65,7 @@ pub use dashboard::{
     Dashboard, DashboardFilter, DayStats, LatencyBin, ModelStats, Percentiles, ToolStats,
 };
 pub use error::{Error, Result};
+pub use jsonl::{ImportOptions, ImportReport};
 pub use percentile::percentile;
 pub use pricing::{
     format_picousd, picousd_to_usd, usd_to_picousd, Cost, LoadReport, Pricing, Usage,

@@ -5,6 +5,8 @@ mod alert;
 mod cost;
 mod demo;
 mod escape;
+mod export;
+mod import;
 mod report;
 mod runs;
 
@@ -45,6 +47,10 @@ pub enum Command {
     Report(report::Args),
     /// List runs with their rollups, newest first.
     Runs(runs::Args),
+    /// Export runs as JSONL (one record per line).
+    Export(export::Args),
+    /// Import JSONL records (a file, or - for stdin).
+    Import(import::Args),
     /// Price one LLM call (6 decimals and the breakdown).
     Cost(cost::Args),
     /// Manage alert rules.
@@ -124,6 +130,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Report(a) => report::run(&cli, a),
         Command::Runs(a) => runs::run(&cli, a),
         Command::Cost(a) => cost::run(&cli, a),
+        Command::Export(a) => export::run(&cli, a),
+        Command::Import(a) => import::run(&cli, a),
         Command::Alert(a) => alert::run_alert(&cli, a),
         Command::Alerts(a) => alert::run_alerts(&cli, a),
     }

@@ -9,6 +9,8 @@ pub(crate) mod migrate;
 pub(crate) mod rows;
 pub(crate) mod write;
 
+
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -220,6 +222,11 @@ impl Pipeline {
     /// The pricing table in use.
     pub fn pricing(&self) -> &Pricing {
         &self.pricing
+    }
+
+    /// Whether unknown models are rejected rather than stored unpriced.
+    pub fn strict_pricing(&self) -> bool {
+        self.strict_pricing
     }
 
     /// The database file (`None` in memory).

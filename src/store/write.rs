@@ -222,6 +222,7 @@ impl Rollup {
 }
 
 /// A run as the write path sees it.
+#[derive(Debug, Clone)]
 pub(crate) struct RunState {
     pub status: String,
     pub rollup: Rollup,
@@ -302,6 +303,20 @@ pub(crate) struct HistogramDelta {
     pub cost_picousd: i64,
 }
 
+impl HistogramDelta {
+    fn negated(&self) -> HistogramDelta {
+        HistogramDelta {
+            calls: -self.calls,
+            errors: -self.errors,
+            cached_calls: -self.cached_calls,
+            unpriced_calls: -self.unpriced_calls,
+            input_tokens: -self.input_tokens,
+            output_tokens: -self.output_tokens,
+            cost_picousd: -self.cost_picousd,
+        }
+    }
+}
+
 impl std::ops::AddAssign for HistogramDelta {
     fn add_assign(&mut self, d: HistogramDelta) {
         self.calls += d.calls;
@@ -357,7 +372,23 @@ pub(crate) struct Writer<'c> {
     /// changed and must be written at `finish`.
     runs: HashMap<String, (RunState, bool)>,
     /// Histogram increments, written at `finish`.
-    histogram: HashMap<(&'static str, String, i64), HistogramDelta>,
+    histogram: HashMap<HistogramKey, HistogramDelta>,
+    /// Import: records may join ended runs (their run line came first), and each line can be
+    /// undone (`mark` / `rollback_to`) when its savepoint is rolled back.
+    restoring: bool,
+    journal: Vec<Undo>,
+}
+
+type HistogramKey = (&'static str, String, i64);
+
+/// How to undo one in-memory change of a rolled-back import line.
+enum Undo {
+    /// The run entered the cache with this line (its row was inserted by it): forget it.
+    Forget(String),
+    /// The run's cached state before this line changed it.
+    Restore(String, RunState, bool),
+    /// A histogram increment to take back.
+    Histogram(HistogramKey, HistogramDelta),
 }
 
 const INSERT_LLM: &str = "INSERT INTO llm_calls (call_id, run_id, step, model, input_tokens,
@@ -431,7 +462,58 @@ impl<'c> Writer<'c> {
             now: crate::record::now(),
             runs: HashMap::new(),
             histogram: HashMap::new(),
+            restoring: false,
+            journal: Vec::new(),
         })
+    }
+
+    /// A writer that restores history (JSONL import): no alert is evaluated, calls may join
+    /// ended runs, and each line can be undone with [`Writer::mark`] / [`Writer::rollback_to`].
+    pub(crate) fn restoring(conn: &'c Connection) -> Result<Writer<'c>> {
+        let mut w = Writer::new(conn, false)?;
+        w.restoring = true;
+        Ok(w)
+    }
+
+    /// Starts a line: later changes can be undone back to here.
+    pub(crate) fn mark(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Undoes the in-memory changes since [`Writer::mark`] (the caller rolled back the
+    /// savepoint that held their database side).
+    pub(crate) fn rollback_to_mark(&mut self) {
+        while let Some(undo) = self.journal.pop() {
+            match undo {
+                Undo::Forget(run_id) => {
+                    self.runs.remove(&run_id);
+                }
+                Undo::Restore(run_id, state, dirty) => {
+                    self.runs.insert(run_id, (state, dirty));
+                }
+                Undo::Histogram(key, d) => {
+                    if let Some(v) = self.histogram.get_mut(&key) {
+                        *v += d.negated();
+                    }
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, undo: impl FnOnce(&Self) -> Option<Undo>) {
+        if self.restoring {
+            if let Some(u) = undo(self) {
+                self.journal.push(u);
+            }
+        }
+    }
+
+    fn remember_run(&mut self, run_id: &str) {
+        self.remember(|w| {
+            w.runs
+                .get(run_id)
+                .map(|(state, dirty)| Undo::Restore(run_id.to_string(), state.clone(), *dirty))
+        });
     }
 
     /// Writes the rollups and histogram increments kept in memory; returns the fired alerts.
@@ -449,10 +531,11 @@ impl<'c> Writer<'c> {
     }
 
     fn histogram_add(&mut self, series: &'static str, key: &str, value: f64, d: HistogramDelta) {
-        *self
-            .histogram
-            .entry((series, key.to_string(), percentile::bucket(value)))
-            .or_default() += d;
+        let k = (series, key.to_string(), percentile::bucket(value));
+        if self.restoring {
+            self.journal.push(Undo::Histogram(k.clone(), d));
+        }
+        *self.histogram.entry(k).or_default() += d;
     }
 
     /// A run's state: from this transaction's cache, else from the database.
@@ -502,7 +585,7 @@ impl<'c> Writer<'c> {
 
     /// Ends a run: status, end time, duration, and the run-duration histogram.
     fn end(&mut self, run_id: &str, status: &str, ended_at: f64) -> Result<()> {
-        let Some((run, _)) = self.run_state(run_id)? else {
+        let Some((run, dirty)) = self.run_state(run_id)? else {
             return Err(Error::UnknownRun {
                 run_id: run_id.to_string(),
             });
@@ -513,7 +596,12 @@ impl<'c> Writer<'c> {
                 status: run.status.clone(),
             });
         }
+        let previous = (run.clone(), *dirty);
         run.status = status.to_string();
+        if self.restoring {
+            self.journal
+                .push(Undo::Restore(run_id.to_string(), previous.0, previous.1));
+        }
         let started_at: f64 = self
             .conn
             .prepare_cached(SELECT_STARTED_AT)?
@@ -551,11 +639,13 @@ impl<'c> Writer<'c> {
             rollup: Rollup::default(),
         };
         self.runs.insert(run_id.to_string(), (state, false));
+        self.remember(|_| Some(Undo::Forget(run_id.to_string())));
         Ok(("running".into(), Rollup::default()))
     }
 
     /// Records a run's new rollup (written at `finish`).
     fn set_rollup(&mut self, run_id: &str, rollup: Rollup) {
+        self.remember_run(run_id);
         if let Some((state, dirty)) = self.runs.get_mut(run_id) {
             state.rollup = rollup;
             *dirty = true;
@@ -570,7 +660,7 @@ impl<'c> Writer<'c> {
         cost: CallCost,
     ) -> Result<Written> {
         let (status, rollup) = self.run_for_record(&call.run_id, timestamp)?;
-        if status != "running" {
+        if status != "running" && !self.restoring {
             return retry_of_ended_run(
                 existing_llm(self.conn, &call.call_id)?,
                 &status,
@@ -628,7 +718,7 @@ impl<'c> Writer<'c> {
     /// Stores a validated tool call.
     pub(crate) fn tool(&mut self, call: &ToolCall, timestamp: f64) -> Result<Written> {
         let (status, rollup) = self.run_for_record(&call.run_id, timestamp)?;
-        if status != "running" {
+        if status != "running" && !self.restoring {
             return retry_of_ended_run(
                 existing_tool(self.conn, &call.call_id)?,
                 &status,
