@@ -36,7 +36,9 @@ fn benches(c: &mut Criterion) {
         eprintln!("1% filter selects {scoped} runs");
 
         let mut g = c.benchmark_group(format!("dashboard/{runs}-runs"));
-        g.throughput(Throughput::Elements((all.llm_calls + all.tool_calls) as u64));
+        g.throughput(Throughput::Elements(
+            (all.llm_calls + all.tool_calls) as u64,
+        ));
         g.sample_size(20);
         g.bench_function("unfiltered", |b| {
             b.iter(|| {

@@ -149,7 +149,8 @@ const SELECT_RUN: &str = "SELECT run_id, metadata, status, started_at, ended_at 
     WHERE run_id = ?1";
 
 /// A run's calls in export order: by step, then timestamp (LLM before tool on a tie, then id).
-const SELECT_CALLS: &str = "SELECT 0 AS kind, call_id, step, timestamp FROM llm_calls WHERE run_id = ?1
+const SELECT_CALLS: &str =
+    "SELECT 0 AS kind, call_id, step, timestamp FROM llm_calls WHERE run_id = ?1
     UNION ALL
     SELECT 1 AS kind, call_id, step, timestamp FROM tool_calls WHERE run_id = ?1
     ORDER BY step, timestamp, kind, call_id";
@@ -213,7 +214,10 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
     let mut lines = 1;
     let mut calls = conn.prepare_cached(SELECT_CALLS)?;
     let mut llm = conn.prepare_cached(SELECT_LLM)?;
-    let tool_sql = format!("SELECT {} FROM tool_calls WHERE call_id = ?1", rows::TOOL_COLUMNS);
+    let tool_sql = format!(
+        "SELECT {} FROM tool_calls WHERE call_id = ?1",
+        rows::TOOL_COLUMNS
+    );
     let mut tool = conn.prepare_cached(&tool_sql)?;
     let mut rows_ = calls.query([run_id])?;
     while let Some(r) = rows_.next()? {
@@ -385,13 +389,12 @@ impl Pipeline {
                 let mut writer = Writer::restoring(tx)?;
                 let mut counts = ImportReport::default();
                 while let Some((line_no, raw)) = lines.next_line()? {
+                    // Every line is applied under its savepoint even after a bad one, so that
+                    // every bad line (conflicts included) is reported before the rollback.
                     let applied = self.parse_and_prepare(raw, line_no).and_then(|p| match p {
-                        // After the first bad line nothing more is applied; parsing goes on
-                        // so that every bad line is reported.
-                        Some((line, cost)) if rejected == 0 => {
-                            apply_line_inner(tx, &mut writer, &line, cost).map(|k| count(&mut counts, &line, k))
-                        }
-                        _ => Ok(()),
+                        Some((line, cost)) => apply_line(tx, &mut writer, &line, cost)
+                            .map(|k| count(&mut counts, &line, k)),
+                        None => Ok(()),
                     });
                     if let Err(e) = applied {
                         rejected += 1;
@@ -458,7 +461,11 @@ impl Pipeline {
         Ok(report)
     }
 
-    fn parse_and_prepare(&self, raw: &[u8], line_no: u64) -> Result<Option<(Line, Option<CallCost>)>> {
+    fn parse_and_prepare(
+        &self,
+        raw: &[u8],
+        line_no: u64,
+    ) -> Result<Option<(Line, Option<CallCost>)>> {
         match parse_line(raw, line_no)? {
             Some(line) => self.prepare_line(line).map(Some),
             None => Ok(None),
@@ -560,7 +567,9 @@ fn parse_line(raw: &[u8], line_no: u64) -> Result<Option<Line>> {
     };
     let value: Value = serde_json::from_slice(text).map_err(|e| {
         if !complete && e.is_eof() {
-            jsonl(format!("incomplete last line (no newline, JSON cut short): {e}"))
+            jsonl(format!(
+                "incomplete last line (no newline, JSON cut short): {e}"
+            ))
         } else {
             jsonl(format!("invalid JSON: {e}"))
         }
@@ -569,7 +578,8 @@ fn parse_line(raw: &[u8], line_no: u64) -> Result<Option<Line>> {
         return Err(jsonl("not a JSON object".into()));
     };
     match map.get("type") {
-        Some(Value::String(t)) if ["run", "llm_call", "tool_call", "alert"].contains(&t.as_str()) => {}
+        Some(Value::String(t))
+            if ["run", "llm_call", "tool_call", "alert"].contains(&t.as_str()) => {}
         Some(t) => {
             return Err(jsonl(format!(
                 "unknown type {t}; expected \"run\", \"llm_call\", \"tool_call\" or \"alert\""
@@ -622,7 +632,10 @@ fn cost_of_line(p: &Pipeline, l: &LlmLine) -> Result<CallCost> {
     let invalid = |reason: &str| {
         Error::invalid(
             "cost_source",
-            format!("{:?} with cost_usd {:?}, cost_picousd {:?}", l.cost_source, l.cost_usd, l.cost_picousd),
+            format!(
+                "{:?} with cost_usd {:?}, cost_picousd {:?}",
+                l.cost_source, l.cost_usd, l.cost_picousd
+            ),
             reason,
         )
     };
@@ -650,7 +663,8 @@ fn cost_of_line(p: &Pipeline, l: &LlmLine) -> Result<CallCost> {
 }
 
 const RESTORE_RUN: &str = "UPDATE runs SET metadata = ?2, started_at = ?3 WHERE run_id = ?1";
-const INSERT_ALERT: &str = "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
+const INSERT_ALERT: &str =
+    "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
 const SELECT_ALERT: &str = "SELECT run_id, metric, value, threshold, call_id, fired_at FROM alerts
     WHERE run_id = ?1 AND metric = ?2";
@@ -751,7 +765,11 @@ fn restore_run(tx: &Connection, w: &mut Writer, r: &RunLine) -> Result<Written> 
             })?;
         }
         Some((m, status, started_at, ended_at)) => {
-            if m == r.metadata && status == r.status && started_at == r.started_at && ended_at == r.ended_at {
+            if m == r.metadata
+                && status == r.status
+                && started_at == r.started_at
+                && ended_at == r.ended_at
+            {
                 return Ok(Written::Duplicate);
             }
             let placeholder = status == "running" && (m == empty_object() || m == r.metadata);
@@ -759,7 +777,11 @@ fn restore_run(tx: &Connection, w: &mut Writer, r: &RunLine) -> Result<Written> 
                 return Err(Error::ConflictingDuplicate {
                     kind: "run",
                     call_id: r.run_id.clone(),
-                    field: if m != r.metadata { "metadata" } else { "status" },
+                    field: if m != r.metadata {
+                        "metadata"
+                    } else {
+                        "status"
+                    },
                 });
             }
             tx.prepare_cached(RESTORE_RUN)?

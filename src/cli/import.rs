@@ -36,9 +36,11 @@ pub fn run(cli: &Cli, args: &Args) -> CliResult {
     let bar = match size {
         Some(n) if n >= PROGRESS_MIN_BYTES && io::stderr().is_terminal() => ProgressBar::new(n)
             .with_style(
-                ProgressStyle::with_template("importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             ),
         _ => ProgressBar::hidden(),
     };

@@ -9,8 +9,6 @@ pub(crate) mod migrate;
 pub(crate) mod rows;
 pub(crate) mod write;
 
-
-
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

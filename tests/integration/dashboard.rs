@@ -36,21 +36,36 @@ fn latency() -> impl Strategy<Value = f64> {
 
 fn run_spec() -> impl Strategy<Value = RunSpec> {
     (
-        prop_oneof![Just(1_700_000_000.0), Just(1_700_086_400.0), 1_700_000_000.0f64..1_700_500_000.0],
+        prop_oneof![
+            Just(1_700_000_000.0),
+            Just(1_700_086_400.0),
+            1_700_000_000.0f64..1_700_500_000.0
+        ],
         prop_oneof![Just(None), Just(Some("success")), Just(Some("failed"))],
         0.0f64..600.0,
         prop_oneof![Just("prod"), Just("dev")],
-        proptest::collection::vec((0usize..4, 0i64..300_000, 0i64..20_000, latency(), proptest::bool::weighted(0.1)), 0..12),
+        proptest::collection::vec(
+            (
+                0usize..4,
+                0i64..300_000,
+                0i64..20_000,
+                latency(),
+                proptest::bool::weighted(0.1),
+            ),
+            0..12,
+        ),
         proptest::collection::vec((0usize..3, latency(), proptest::bool::weighted(0.8)), 0..8),
     )
-        .prop_map(|(started_at, status, duration_s, env, llm, tools)| RunSpec {
-            started_at,
-            status,
-            duration_s,
-            env,
-            llm,
-            tools,
-        })
+        .prop_map(
+            |(started_at, status, duration_s, env, llm, tools)| RunSpec {
+                started_at,
+                status,
+                duration_s,
+                env,
+                llm,
+                tools,
+            },
+        )
 }
 
 /// Exact pico-dollar cost of one call under `util::PRICES` (None: unpriced).
@@ -137,7 +152,9 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 fn selected(spec: &RunSpec, f: &DashboardFilter) -> bool {
     f.since.is_none_or(|s| spec.started_at >= s)
         && f.until.is_none_or(|u| spec.started_at < u)
-        && f.status.as_deref().is_none_or(|s| s == spec.status.unwrap_or("running"))
+        && f.status
+            .as_deref()
+            .is_none_or(|s| s == spec.status.unwrap_or("running"))
         && f.meta.iter().all(|(k, v)| k == "env" && v == spec.env)
 }
 
@@ -148,38 +165,81 @@ fn check(d: &Dashboard, runs: &[RunSpec], f: &DashboardFilter) {
     assert_eq!(d.runs, scope.len() as i64, "{ctx}");
     let mut by_status = BTreeMap::new();
     for r in &scope {
-        *by_status.entry(r.status.unwrap_or("running").to_string()).or_insert(0) += 1;
+        *by_status
+            .entry(r.status.unwrap_or("running").to_string())
+            .or_insert(0) += 1;
     }
     assert_eq!(d.runs_by_status, by_status, "{ctx}");
 
     let llm: Vec<_> = scope.iter().flat_map(|r| r.llm.iter().copied()).collect();
     let tools: Vec<_> = scope.iter().flat_map(|r| r.tools.iter().copied()).collect();
-    assert_eq!((d.llm_calls, d.tool_calls), (llm.len() as i64, tools.len() as i64), "{ctx}");
+    assert_eq!(
+        (d.llm_calls, d.tool_calls),
+        (llm.len() as i64, tools.len() as i64),
+        "{ctx}"
+    );
     let lat: Vec<f64> = llm.iter().map(|c| c.3).collect();
-    assert!(close(d.llm_latency_ms.p50, numpy(&lat, 0.5)), "{ctx}: llm p50 {:?} vs {:?}", d.llm_latency_ms.p50, numpy(&lat, 0.5));
-    assert!(close(d.llm_latency_ms.p95, numpy(&lat, 0.95)), "{ctx}: llm p95 {:?} vs {:?}", d.llm_latency_ms.p95, numpy(&lat, 0.95));
+    assert!(
+        close(d.llm_latency_ms.p50, numpy(&lat, 0.5)),
+        "{ctx}: llm p50 {:?} vs {:?}",
+        d.llm_latency_ms.p50,
+        numpy(&lat, 0.5)
+    );
+    assert!(
+        close(d.llm_latency_ms.p95, numpy(&lat, 0.95)),
+        "{ctx}: llm p95 {:?} vs {:?}",
+        d.llm_latency_ms.p95,
+        numpy(&lat, 0.95)
+    );
     let tlat: Vec<f64> = tools.iter().map(|c| c.1).collect();
-    assert!(close(d.tool_latency_ms.p50, numpy(&tlat, 0.5)), "{ctx}: tool p50");
-    assert!(close(d.tool_latency_ms.p95, numpy(&tlat, 0.95)), "{ctx}: tool p95");
+    assert!(
+        close(d.tool_latency_ms.p50, numpy(&tlat, 0.5)),
+        "{ctx}: tool p50"
+    );
+    assert!(
+        close(d.tool_latency_ms.p95, numpy(&tlat, 0.95)),
+        "{ctx}: tool p95"
+    );
     let durations: Vec<f64> = scope
         .iter()
         .filter(|r| r.status.is_some())
         .map(|r| ((r.started_at + r.duration_s) - r.started_at) * 1000.0)
         .collect();
-    assert!(close(d.run_duration_ms.p50, numpy(&durations, 0.5)), "{ctx}: run p50");
-    assert!(close(d.run_duration_ms.p95, numpy(&durations, 0.95)), "{ctx}: run p95");
+    assert!(
+        close(d.run_duration_ms.p50, numpy(&durations, 0.5)),
+        "{ctx}: run p50"
+    );
+    assert!(
+        close(d.run_duration_ms.p95, numpy(&durations, 0.95)),
+        "{ctx}: run p95"
+    );
 
     let total: i128 = llm.iter().filter_map(|c| cost(c.0, c.1, c.2, c.4)).sum();
     assert_eq!(d.total_cost_picousd, total, "{ctx}");
-    let unpriced = llm.iter().filter(|c| cost(c.0, c.1, c.2, c.4).is_none()).count() as i64;
+    let unpriced = llm
+        .iter()
+        .filter(|c| cost(c.0, c.1, c.2, c.4).is_none())
+        .count() as i64;
     assert_eq!(d.unpriced_calls, unpriced, "{ctx}");
     let avg = (!scope.is_empty()).then(|| total as f64 / 1e12 / scope.len() as f64);
-    assert!(close(d.avg_cost_usd, avg), "{ctx}: avg {:?} vs {avg:?}", d.avg_cost_usd);
+    assert!(
+        close(d.avg_cost_usd, avg),
+        "{ctx}: avg {:?} vs {avg:?}",
+        d.avg_cost_usd
+    );
     let errors = tools.iter().filter(|t| !t.2).count();
     assert_eq!(d.tool_errors, errors as i64);
-    assert_eq!(d.tool_error_rate, (!tools.is_empty()).then(|| errors as f64 / tools.len() as f64), "{ctx}");
+    assert_eq!(
+        d.tool_error_rate,
+        (!tools.is_empty()).then(|| errors as f64 / tools.len() as f64),
+        "{ctx}"
+    );
     let cached = llm.iter().filter(|c| c.4).count();
-    assert_eq!(d.cache_hit_rate, (!llm.is_empty()).then(|| cached as f64 / llm.len() as f64), "{ctx}");
+    assert_eq!(
+        d.cache_hit_rate,
+        (!llm.is_empty()).then(|| cached as f64 / llm.len() as f64),
+        "{ctx}"
+    );
 
     for (m, name) in MODELS.iter().enumerate() {
         let calls: Vec<_> = llm.iter().filter(|c| c.0 == m).collect();
@@ -190,12 +250,30 @@ fn check(d: &Dashboard, runs: &[RunSpec], f: &DashboardFilter) {
         }
         let row = row.unwrap_or_else(|| panic!("{ctx}: no row for {name}"));
         assert_eq!(row.calls, calls.len() as i64);
-        assert_eq!(row.input_tokens, calls.iter().map(|c| c.1 as i128).sum::<i128>());
-        assert_eq!(row.output_tokens, calls.iter().map(|c| c.2 as i128).sum::<i128>());
-        assert_eq!(row.cost_picousd, calls.iter().filter_map(|c| cost(c.0, c.1, c.2, c.4)).sum::<i128>());
+        assert_eq!(
+            row.input_tokens,
+            calls.iter().map(|c| c.1 as i128).sum::<i128>()
+        );
+        assert_eq!(
+            row.output_tokens,
+            calls.iter().map(|c| c.2 as i128).sum::<i128>()
+        );
+        assert_eq!(
+            row.cost_picousd,
+            calls
+                .iter()
+                .filter_map(|c| cost(c.0, c.1, c.2, c.4))
+                .sum::<i128>()
+        );
         let l: Vec<f64> = calls.iter().map(|c| c.3).collect();
-        assert!(close(row.p50_latency_ms, numpy(&l, 0.5)), "{ctx}: {name} p50");
-        assert!(close(row.p95_latency_ms, numpy(&l, 0.95)), "{ctx}: {name} p95");
+        assert!(
+            close(row.p50_latency_ms, numpy(&l, 0.5)),
+            "{ctx}: {name} p50"
+        );
+        assert!(
+            close(row.p95_latency_ms, numpy(&l, 0.95)),
+            "{ctx}: {name} p95"
+        );
     }
     for (t, name) in TOOLS.iter().enumerate() {
         let calls: Vec<_> = tools.iter().filter(|c| c.0 == t).collect();
@@ -206,8 +284,14 @@ fn check(d: &Dashboard, runs: &[RunSpec], f: &DashboardFilter) {
         assert_eq!(row.calls, calls.len() as i64);
         assert_eq!(row.errors, calls.iter().filter(|c| !c.2).count() as i64);
         let l: Vec<f64> = calls.iter().map(|c| c.1).collect();
-        assert!(close(row.p50_latency_ms, numpy(&l, 0.5)), "{ctx}: {name} p50");
-        assert!(close(row.p95_latency_ms, numpy(&l, 0.95)), "{ctx}: {name} p95");
+        assert!(
+            close(row.p50_latency_ms, numpy(&l, 0.5)),
+            "{ctx}: {name} p50"
+        );
+        assert!(
+            close(row.p95_latency_ms, numpy(&l, 0.95)),
+            "{ctx}: {name} p95"
+        );
     }
 }
 
@@ -216,12 +300,30 @@ fn filters() -> Vec<DashboardFilter> {
     vec![
         base.clone(),
         // Selects everything, but through the scoped path: both paths must agree.
-        DashboardFilter { since: Some(0.0), ..base.clone() },
-        DashboardFilter { since: Some(1_700_086_400.0), ..base.clone() },
-        DashboardFilter { until: Some(1_700_086_400.0), ..base.clone() },
-        DashboardFilter { status: Some("success".into()), ..base.clone() },
-        DashboardFilter { status: Some("running".into()), ..base.clone() },
-        DashboardFilter { meta: vec![("env".into(), "prod".into())], ..base.clone() },
+        DashboardFilter {
+            since: Some(0.0),
+            ..base.clone()
+        },
+        DashboardFilter {
+            since: Some(1_700_086_400.0),
+            ..base.clone()
+        },
+        DashboardFilter {
+            until: Some(1_700_086_400.0),
+            ..base.clone()
+        },
+        DashboardFilter {
+            status: Some("success".into()),
+            ..base.clone()
+        },
+        DashboardFilter {
+            status: Some("running".into()),
+            ..base.clone()
+        },
+        DashboardFilter {
+            meta: vec![("env".into(), "prod".into())],
+            ..base.clone()
+        },
         DashboardFilter {
             since: Some(1_700_000_000.0),
             until: Some(1_700_300_000.0),
@@ -229,7 +331,10 @@ fn filters() -> Vec<DashboardFilter> {
             meta: vec![("env".into(), "dev".into())],
         },
         // An empty scope.
-        DashboardFilter { since: Some(2e9), ..base },
+        DashboardFilter {
+            since: Some(2e9),
+            ..base
+        },
     ]
 }
 
@@ -252,14 +357,24 @@ fn an_empty_scope_is_zeros_and_nulls() {
     let p = Pipeline::open_in_memory(pricing()).unwrap();
     let d = p.dashboard(&DashboardFilter::default()).unwrap();
     let json = serde_json::to_value(&d).unwrap();
-    for key in ["runs", "llm_calls", "tool_calls", "unpriced_calls", "alerts", "total_cost_usd"] {
+    for key in [
+        "runs",
+        "llm_calls",
+        "tool_calls",
+        "unpriced_calls",
+        "alerts",
+        "total_cost_usd",
+    ] {
         assert_eq!(json[key].as_f64(), Some(0.0), "{key}");
     }
     for key in ["avg_cost_usd", "tool_error_rate", "cache_hit_rate"] {
         assert!(json[key].is_null(), "{key}");
     }
     for key in ["llm_latency_ms", "tool_latency_ms", "run_duration_ms"] {
-        assert!(json[key]["p50"].is_null() && json[key]["p95"].is_null(), "{key}");
+        assert!(
+            json[key]["p50"].is_null() && json[key]["p95"].is_null(),
+            "{key}"
+        );
     }
     for key in ["runs_by_status", "by_model", "by_tool"] {
         assert!(json.get(key).is_some(), "{key}");
@@ -279,8 +394,14 @@ fn a_single_call_and_all_equal_latencies() {
     }];
     store(&p, &one);
     let d = p.dashboard(&DashboardFilter::default()).unwrap();
-    assert_eq!((d.llm_latency_ms.p50, d.llm_latency_ms.p95), (Some(42.0), Some(42.0)));
-    assert_eq!((d.tool_latency_ms.p50, d.tool_latency_ms.p95), (Some(7.0), Some(7.0)));
+    assert_eq!(
+        (d.llm_latency_ms.p50, d.llm_latency_ms.p95),
+        (Some(42.0), Some(42.0))
+    );
+    assert_eq!(
+        (d.tool_latency_ms.p50, d.tool_latency_ms.p95),
+        (Some(7.0), Some(7.0))
+    );
     assert_eq!(d.run_duration_ms.p50, Some(2000.0));
     check(&d, &one, &DashboardFilter::default());
 }
@@ -289,11 +410,18 @@ fn a_single_call_and_all_equal_latencies() {
 fn filters_with_sql_in_them_match_literally() {
     let p = Pipeline::open_in_memory(pricing()).unwrap();
     let evil = "'; DROP TABLE runs; --";
-    p.start_run_at("r1", json!({ evil: evil, "env": "prod" }), 10.0).unwrap();
+    p.start_run_at("r1", json!({ evil: evil, "env": "prod" }), 10.0)
+        .unwrap();
     p.start_run_at(evil, json!({"env": "dev"}), 10.0).unwrap();
-    let f = DashboardFilter { meta: vec![(evil.into(), evil.into())], ..Default::default() };
+    let f = DashboardFilter {
+        meta: vec![(evil.into(), evil.into())],
+        ..Default::default()
+    };
     assert_eq!(p.dashboard(&f).unwrap().runs, 1);
-    let f = DashboardFilter { status: Some(evil.into()), ..Default::default() };
+    let f = DashboardFilter {
+        status: Some(evil.into()),
+        ..Default::default()
+    };
     assert_eq!(p.dashboard(&f).unwrap().runs, 0);
     assert_eq!(p.dashboard(&DashboardFilter::default()).unwrap().runs, 2);
 }

@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod dashboard;
+mod jsonl;
 mod pricing;
 mod store;
 mod util;

@@ -1,0 +1,233 @@
+//! JSONL: byte-identical round trips over hostile strings, every kind of bad line with its line
+//! number, strict imports that change nothing, idempotent re-imports.
+
+use std::io::Cursor;
+
+use agentobs::{Error, ImportOptions, ImportReport, LlmCall, Pipeline, Record, ToolCall};
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::util::{llm, open, pricing, snapshot, temp_db, tool};
+
+fn import(p: &Pipeline, text: &str, strict: bool) -> (ImportReport, Vec<(u64, String)>) {
+    let mut rejected = Vec::new();
+    let options = ImportOptions {
+        strict,
+        batch_lines: 3,
+    };
+    let report = p
+        .import_jsonl(
+            Cursor::new(text.as_bytes()),
+            &options,
+            |line, e| rejected.push((line, e.to_string())),
+            |_| {},
+        )
+        .unwrap();
+    (report, rejected)
+}
+
+fn export_all(p: &Pipeline) -> String {
+    let mut out = Vec::new();
+    p.export_all_jsonl_to(None, None, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("line one\nline two\r\nthree".to_string()),
+        Just("tab\there \"quoted\" back\\slash".to_string()),
+        Just("nul\u{0}byte and \u{1b}[31mescape".to_string()),
+        Just("lone \u{2028} separator \u{2029}".to_string()),
+        Just("RTL \u{202e}txet and עברית".to_string()),
+        Just("emoji 🦀🔥 and 中文".to_string()),
+        Just("x".repeat(100_000)),
+        ".*",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn export_import_export_is_byte_identical(
+        strings in proptest::collection::vec(hostile(), 1..6),
+        ended in any::<bool>(),
+        given in proptest::option::of(0.0f64..10.0),
+        latency in 0.0f64..1e6,
+    ) {
+        let a = Pipeline::open_in_memory(pricing()).unwrap();
+        let s = |i: usize| strings[i % strings.len()].clone();
+        a.start_run_at(&s(0), json!({ s(1): s(2), "n": 1.5, "nested": {"k": [s(3)]} }), 1_700_000_000.25).unwrap();
+        a.set_alert("llm_calls", 0.0).unwrap();
+        a.record_batch([
+            Record::Llm(LlmCall {
+                model: s(1),
+                error: Some(s(2)),
+                cost_usd: given,
+                latency_ms: latency,
+                metadata: Some(json!({ "why": s(3) })),
+                cached_input_tokens: Some(3),
+                ..llm("c1", &s(0), 10, 5)
+            }),
+            Record::Llm(LlmCall { step: 2, ..llm("c2", &s(0), 1000, 10) }),
+            Record::Tool(ToolCall { tool_name: s(4), error: Some(s(0)), step: 1, ..tool(&s(3), &s(0), false) }),
+        ]).unwrap();
+        if ended {
+            a.end_run_at(&s(0), &s(2), 1_700_000_100.5).unwrap();
+        }
+        let first = export_all(&a);
+        // Every '\n'-separated line is one JSON object: no string spilled onto a second line.
+        prop_assert!(first.ends_with('\n'));
+        for line in first.trim_end_matches('\n').split('\n') {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            prop_assert!(v.is_object() && v.get("type").is_some());
+        }
+        let b = Pipeline::open_in_memory(pricing()).unwrap();
+        let (report, rejected) = import(&b, &first, false);
+        prop_assert!(rejected.is_empty(), "{:?}", rejected);
+        prop_assert_eq!(report.alerts, 1);
+        prop_assert!(b.alert_rules().unwrap().is_empty(), "rules are not data; no rule came along");
+        let second = export_all(&b);
+        prop_assert_eq!(&first, &second);
+        // The rollups were rebuilt exactly.
+        let (ra, rb) = (a.run(&s(0)).unwrap().unwrap(), b.run(&s(0)).unwrap().unwrap());
+        prop_assert_eq!(ra.cost_picousd, rb.cost_picousd);
+        prop_assert_eq!((ra.llm_calls, ra.tool_calls, ra.tool_errors), (rb.llm_calls, rb.tool_calls, rb.tool_errors));
+    }
+}
+
+#[test]
+fn records_may_come_before_their_run_line_and_in_any_order() {
+    let p = Pipeline::open_in_memory(pricing()).unwrap();
+    let text = [
+        r#"{"type":"alert","run_id":"r1","metric":"cost_usd","value":2.5,"threshold":1.0,"call_id":"c1","fired_at":"2024-06-01T00:00:05Z"}"#,
+        r#"{"type":"tool_call","call_id":"t1","run_id":"r1","step":1,"tool_name":"search","latency_ms":12.5,"success":false,"error":"boom","timestamp":1717200001}"#,
+        r#"{"type":"llm_call","call_id":"c1","run_id":"r1","step":0,"model":"gpt-4o","input_tokens":1000000,"output_tokens":0,"latency_ms":900,"cost_usd":null,"timestamp":"2024-06-01T00:00:00Z","cached":false,"error":null,"metadata":null}"#,
+        r#"{"type":"run","run_id":"r1","metadata":{"agent":"a"},"status":"success","started_at":"2024-06-01","ended_at":1717200010}"#,
+        r#"{"type":"llm_call","call_id":"c2","run_id":"r1","step":2,"model":"gpt-4o","input_tokens":0,"output_tokens":0,"latency_ms":1,"timestamp":1717200002}"#,
+    ]
+    .join("\n");
+    let (report, rejected) = import(&p, &text, false);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(
+        (
+            report.runs,
+            report.llm_calls,
+            report.tool_calls,
+            report.alerts
+        ),
+        (1, 2, 1, 1)
+    );
+    let run = p.run("r1").unwrap().unwrap();
+    assert_eq!(run.status, "success");
+    assert_eq!(run.metadata, json!({"agent": "a"}));
+    assert_eq!(run.started_at, 1_717_200_000.0);
+    assert_eq!(run.ended_at, Some(1_717_200_010.0));
+    assert_eq!(run.duration_ms, Some(10_000.0));
+    assert_eq!(
+        run.cost_usd, 2.5,
+        "priced from the table (no cost_source in the line)"
+    );
+    assert_eq!(run.alerts.len(), 1);
+}
+
+#[test]
+fn bad_lines_are_reported_with_line_numbers_and_the_rest_applied() {
+    let (_dir, path) = temp_db();
+    let p = open(&path);
+    p.record_tool_call(tool("t-old", "r0", true)).unwrap();
+    let good_run =
+        r#"{"type":"run","run_id":"r1","metadata":{},"status":"running","started_at":1}"#;
+    let lines = [
+        good_run,                           // 1
+        "{not json",                        // 2 invalid JSON
+        r#"{"type":"span","run_id":"r1"}"#, // 3 unknown type
+        r#"{"run_id":"r1"}"#,               // 4 missing type
+        r#"{"type":"tool_call","call_id":"t1","run_id":"r1","tool_name":"x","latency_ms":1,"timestamp":1}"#, // 5 missing success
+        r#"{"type":"tool_call","call_id":"t1","run_id":"r1","tool_name":"x","latency_ms":"1","success":true,"timestamp":1}"#, // 6 mistyped
+        r#"{"type":"tool_call","call_id":"t1","run_id":"r1","tool_name":"x","latency_ms":-1,"success":true,"timestamp":1}"#, // 7 invalid value
+        r#"{"type":"tool_call","call_id":"t-old","run_id":"r0","tool_name":"other","latency_ms":120,"success":true,"timestamp":1750000001}"#, // 8 conflicting duplicate
+        r#"{"type":"tool_call","call_id":"t2","run_id":"r1","tool_name":"x","latency_ms":1,"success":true,"timestamp":1,"extra":1}"#, // 9 unknown field
+        "", // 10 blank: skipped
+        r#"{"type":"tool_call","call_id":"t3","run_id":"r1","tool_name":"x","latency_ms":1,"success":true,"timestamp":1}"#, // 11 good
+        r#"["an", "array"]"#, // 12 not an object
+        r#"{"type":"tool_call","call_id":"t4","run_id":"r1","tool_name":"x","latency_ms":1,"succ"#, // 13 cut short
+    ];
+    let text = lines.join("\n"); // no final newline: line 13 is an incomplete last line
+    let before = snapshot(&path);
+    let (report, rejected) = import(&p, &text, true);
+    assert!(!report.committed);
+    assert_eq!(before, snapshot(&path), "strict: the database is unchanged");
+    let numbers: Vec<u64> = rejected.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [2, 3, 4, 5, 6, 7, 8, 9, 12, 13]);
+
+    let (report, rejected) = import(&p, &text, false);
+    let numbers: Vec<u64> = rejected.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [2, 3, 4, 5, 6, 7, 8, 9, 12, 13], "{rejected:#?}");
+    let reason = |n: u64| rejected.iter().find(|(l, _)| *l == n).unwrap().1.clone();
+    assert!(reason(2).contains("invalid JSON"), "{}", reason(2));
+    assert!(reason(3).contains("unknown type"), "{}", reason(3));
+    assert!(reason(5).contains("success"), "{}", reason(5));
+    assert!(reason(7).contains("latency_ms"), "{}", reason(7));
+    assert!(reason(8).contains("t-old"), "{}", reason(8));
+    assert!(
+        reason(13).contains("incomplete last line"),
+        "{}",
+        reason(13)
+    );
+    assert_eq!(
+        (
+            report.runs,
+            report.tool_calls,
+            report.rejected,
+            report.lines
+        ),
+        (1, 1, 10, 13)
+    );
+    assert_eq!(p.run("r1").unwrap().unwrap().tool_calls, 1);
+}
+
+#[test]
+fn bom_crlf_and_a_final_line_without_newline_are_accepted() {
+    let p = Pipeline::open_in_memory(pricing()).unwrap();
+    let text = "\u{feff}{\"type\":\"run\",\"run_id\":\"r\",\"metadata\":{},\"status\":\"running\",\"started_at\":1}\r\n{\"type\":\"tool_call\",\"call_id\":\"t\",\"run_id\":\"r\",\"tool_name\":\"x\",\"latency_ms\":1,\"success\":true,\"timestamp\":1}";
+    let (report, rejected) = import(&p, text, false);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!((report.runs, report.tool_calls), (1, 1));
+}
+
+#[test]
+fn importing_twice_changes_nothing() {
+    let (_dir, src) = temp_db();
+    let a = open(&src);
+    agentobs::simulate::simulate(
+        &a,
+        &agentobs::simulate::SimulationOptions::new(30, 3),
+        |_| {},
+    )
+    .unwrap();
+    let text = export_all(&a);
+    let (_dir2, dst) = temp_db();
+    let b = open(&dst);
+    let (first, rejected) = import(&b, &text, false);
+    assert!(rejected.is_empty());
+    let once = snapshot(&dst);
+    let (second, rejected) = import(&b, &text, false);
+    assert!(rejected.is_empty());
+    assert_eq!(once, snapshot(&dst));
+    assert_eq!(
+        second.duplicates,
+        first.runs + first.llm_calls + first.tool_calls + first.alerts
+    );
+    assert_eq!(export_all(&b), text);
+    crate::util::assert_rollups_consistent(&rusqlite::Connection::open(&dst).unwrap());
+}
+
+#[test]
+fn exporting_an_unknown_run_is_an_error() {
+    let p = Pipeline::open_in_memory(pricing()).unwrap();
+    assert!(matches!(
+        p.export_jsonl("nope"),
+        Err(Error::UnknownRun { .. })
+    ));
+}
