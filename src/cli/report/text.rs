@@ -57,23 +57,22 @@ pub fn render(
         writeln!(out, "{}", st.dim(&truncate(&statuses.join(" · "), 100)))?;
     }
     writeln!(out, "{}", "─".repeat(72))?;
-    let unpriced = if d.unpriced_calls > 0 {
-        st.red(&format!(
-            "   {} unpriced calls ({} tokens) not in the total",
-            int(d.unpriced_calls),
-            int(d.unpriced_tokens)
-        ))
-    } else {
-        String::new()
-    };
     writeln!(
         out,
-        "{:<10}total {}   avg/run {}{}",
+        "{:<10}total {}   avg/run {}",
         "Cost",
         usd(d.total_cost_picousd),
-        usd_f(d.avg_cost_usd),
-        unpriced
+        usd_f(d.avg_cost_usd)
     )?;
+    if d.unpriced_calls > 0 {
+        let line = format!(
+            "{:<10}{} calls ({} tokens) not in the total: their models have no price",
+            "Unpriced",
+            int(d.unpriced_calls),
+            int(d.unpriced_tokens)
+        );
+        writeln!(out, "{}", st.red(&line))?;
+    }
     let error_rate = pct(d.tool_error_rate);
     let error_rate = if d.tool_error_rate.unwrap_or(0.0) > 0.05 {
         st.red(&error_rate)
@@ -98,12 +97,17 @@ pub fn render(
     )?;
     writeln!(
         out,
-        "{:<10}LLM p50 {} p95 {} · tool p50 {} p95 {} · run p50 {} p95 {}",
+        "{:<10}LLM p50 {} p95 {} · tool p50 {} p95 {}",
         "Latency",
         ms(d.llm_latency_ms.p50),
         ms(d.llm_latency_ms.p95),
         ms(d.tool_latency_ms.p50),
         ms(d.tool_latency_ms.p95),
+    )?;
+    writeln!(
+        out,
+        "{:<10}duration p50 {} p95 {}",
+        "Runs",
         ms(d.run_duration_ms.p50),
         ms(d.run_duration_ms.p95)
     )?;
