@@ -52,6 +52,7 @@ mod jsonl;
 mod percentile;
 mod pricing;
 mod record;
+mod reprice;
 pub mod simulate;
 mod store;
 
@@ -72,6 +73,7 @@ pub use pricing::{
     BUILTIN_AS_OF, PICO_PER_USD,
 };
 pub use record::{parse_time, Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
+pub use reprice::{RepriceReport, RepriceScope};
 pub use store::{
     AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous, SCHEMA_VERSION,
 };

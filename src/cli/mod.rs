@@ -8,6 +8,7 @@ mod escape;
 mod export;
 mod import;
 mod report;
+mod reprice;
 mod runs;
 
 use std::io::{self, Write};
@@ -51,6 +52,8 @@ pub enum Command {
     Export(export::Args),
     /// Import JSONL records (a file, or - for stdin).
     Import(import::Args),
+    /// Recompute stored costs from the current pricing table.
+    Reprice(reprice::Args),
     /// Price one LLM call (6 decimals and the breakdown).
     Cost(cost::Args),
     /// Manage alert rules.
@@ -130,6 +133,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Report(a) => report::run(&cli, a),
         Command::Runs(a) => runs::run(&cli, a),
         Command::Cost(a) => cost::run(&cli, a),
+        Command::Reprice(a) => reprice::run(&cli, a),
         Command::Export(a) => export::run(&cli, a),
         Command::Import(a) => import::run(&cli, a),
         Command::Alert(a) => alert::run_alert(&cli, a),

@@ -402,6 +402,9 @@ const INSERT_TOOL: &str = "INSERT INTO tool_calls (call_id, run_id, step, tool_n
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (call_id) DO NOTHING";
 
+const UPDATE_COST: &str = "UPDATE llm_calls SET cost_usd = ?2, cost_picousd = ?3, cost_source = ?4
+    WHERE call_id = ?1";
+
 const INSERT_ALERT: &str =
     "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
@@ -641,6 +644,50 @@ impl<'c> Writer<'c> {
         self.runs.insert(run_id.to_string(), (state, false));
         self.remember(|_| Some(Undo::Forget(run_id.to_string())));
         Ok(("running".into(), Rollup::default()))
+    }
+
+    /// Replaces a stored call's cost (re-pricing): the row, its run's rollup and the histogram
+    /// change together. Returns whether anything changed.
+    pub(crate) fn reprice_llm(
+        &mut self,
+        call: &LlmCall,
+        old: CallCost,
+        new: CallCost,
+    ) -> Result<bool> {
+        if old == new {
+            return Ok(false);
+        }
+        self.conn.prepare_cached(UPDATE_COST)?.execute(params![
+            call.call_id,
+            new.usd(),
+            new.picousd(),
+            new.source()
+        ])?;
+        let (before, after) = (Rollup::of_llm(call, &old), Rollup::of_llm(call, &new));
+        let delta = Rollup {
+            unpriced_calls: after.unpriced_calls - before.unpriced_calls,
+            unpriced_tokens: after.unpriced_tokens - before.unpriced_tokens,
+            cost_picousd: after.cost_picousd - before.cost_picousd,
+            ..Rollup::default()
+        };
+        let Some((state, _)) = self.run_state(&call.run_id)? else {
+            return Err(Error::UnknownRun {
+                run_id: call.run_id.clone(),
+            });
+        };
+        let rollup = state.rollup.add(&delta, &call.run_id)?;
+        self.set_rollup(&call.run_id, rollup);
+        self.histogram_add(
+            "llm",
+            &call.model,
+            call.latency_ms,
+            HistogramDelta {
+                unpriced_calls: delta.unpriced_calls,
+                cost_picousd: delta.cost_picousd,
+                ..HistogramDelta::default()
+            },
+        );
+        Ok(true)
     }
 
     /// Records a run's new rollup (written at `finish`).

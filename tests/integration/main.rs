@@ -6,5 +6,6 @@ mod cli;
 mod dashboard;
 mod jsonl;
 mod pricing;
+mod reprice;
 mod store;
 mod util;
