@@ -463,9 +463,20 @@ impl Pipeline {
 
     fn parse_and_prepare(
         &self,
-        raw: &[u8],
+        raw: RawLine,
         line_no: u64,
     ) -> Result<Option<(Line, Option<CallCost>)>> {
+        let raw = match raw {
+            RawLine::Text(t) => t,
+            RawLine::TooLong(len) => {
+                return Err(Error::Jsonl {
+                    line: line_no,
+                    reason: format!(
+                        "line of {len} bytes is longer than the limit of {MAX_LINE_BYTES}"
+                    ),
+                })
+            }
+        };
         match parse_line(raw, line_no)? {
             Some(line) => self.prepare_line(line).map(Some),
             None => Ok(None),
@@ -511,6 +522,10 @@ impl Pipeline {
     }
 }
 
+/// The longest line import accepts: a longer one is reported and skipped without being held
+/// in memory, so one runaway line cannot exhaust it.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// Reads lines one at a time into one reused buffer.
 struct LineReader<R> {
     input: R,
@@ -520,19 +535,52 @@ struct LineReader<R> {
     done: bool,
 }
 
+/// One raw line: its bytes (with the newline, if any), or how long it was when over the limit.
+enum RawLine<'a> {
+    Text(&'a [u8]),
+    TooLong(u64),
+}
+
 impl<R: BufRead> LineReader<R> {
-    /// The next raw line (with its newline, if any) and its 1-based number.
-    fn next_line(&mut self) -> Result<Option<(u64, &[u8])>> {
+    /// The next line and its 1-based number.
+    fn next_line(&mut self) -> Result<Option<(u64, RawLine<'_>)>> {
         self.buf.clear();
-        let n = self.input.read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
+        let mut len = 0u64;
+        loop {
+            let chunk = self.input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (take, end) = match memchr_newline(chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            if self.buf.len() + take <= MAX_LINE_BYTES {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            len += take as u64;
+            self.input.consume(take);
+            if end {
+                break;
+            }
+        }
+        if len == 0 {
             self.done = true;
             return Ok(None);
         }
-        self.bytes += n as u64;
+        self.bytes += len;
         self.line_no += 1;
-        Ok(Some((self.line_no, &self.buf)))
+        let raw = if len as usize > self.buf.len() {
+            RawLine::TooLong(len)
+        } else {
+            RawLine::Text(&self.buf)
+        };
+        Ok(Some((self.line_no, raw)))
     }
+}
+
+fn memchr_newline(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
 }
 
 fn count(c: &mut ImportReport, line: &Line, kind: Written) {
@@ -565,31 +613,20 @@ fn parse_line(raw: &[u8], line_no: u64) -> Result<Option<Line>> {
         line: line_no,
         reason,
     };
-    let value: Value = serde_json::from_slice(text).map_err(|e| {
-        if !complete && e.is_eof() {
-            jsonl(format!(
-                "incomplete last line (no newline, JSON cut short): {e}"
-            ))
+    // One pass, straight into the typed line: duplicate keys, unknown fields, a missing or
+    // unknown "type" and mistyped values are all errors naming the field.
+    serde_json::from_slice::<Line>(text).map(Some).map_err(|e| {
+        let reason = if !complete && e.is_eof() {
+            format!("incomplete last line (no newline, JSON cut short): {e}")
+        } else if e.is_syntax() || e.is_eof() {
+            format!("invalid JSON: {e}")
+        } else if e.to_string().contains("unknown variant") {
+            format!("unknown type: {e}")
         } else {
-            jsonl(format!("invalid JSON: {e}"))
-        }
-    })?;
-    let Value::Object(map) = &value else {
-        return Err(jsonl("not a JSON object".into()));
-    };
-    match map.get("type") {
-        Some(Value::String(t))
-            if ["run", "llm_call", "tool_call", "alert"].contains(&t.as_str()) => {}
-        Some(t) => {
-            return Err(jsonl(format!(
-                "unknown type {t}; expected \"run\", \"llm_call\", \"tool_call\" or \"alert\""
-            )))
-        }
-        None => return Err(jsonl("missing \"type\"".into())),
-    }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| jsonl(format!("invalid record: {e}")))
+            format!("invalid record: {e}")
+        };
+        jsonl(reason)
+    })
 }
 
 fn llm_call_of(l: &LlmLine) -> LlmCall {

@@ -49,6 +49,11 @@ pub(crate) struct ConnConfig {
     pub busy_timeout: Duration,
     /// Page cache per connection, KiB. 64 MiB holds the hot index pages of a 100,000-run file.
     pub cache_size_kib: i64,
+    /// Open read-only even when the file is writable.
+    pub read_only: bool,
+    /// Cap on the file's size, in bytes (`PRAGMA max_page_count`): writes past it fail with
+    /// `DiskFull`, as on a full disk.
+    pub max_size_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -58,6 +63,8 @@ impl ConnConfig {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
             cache_size_kib: 2048,
+            read_only: false,
+            max_size_bytes: None,
         }
     }
 }
@@ -78,20 +85,37 @@ pub(crate) fn open_file(path: &Path, config: &ConnConfig) -> Result<(Connection,
     let rw = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let (conn, read_only) = match Connection::open_with_flags(path, rw) {
-        Ok(c) => (c, false),
-        Err(e) if path.exists() => {
-            let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            match Connection::open_with_flags(path, ro) {
-                Ok(c) => (c, true),
-                Err(_) => return Err(not_a_db(path, e)),
-            }
+    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if config.read_only && !path.exists() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{}: no such database to open read-only", path.display()),
+        )));
+    }
+    let first = Connection::open_with_flags(path, if config.read_only { ro } else { rw });
+    let (conn, read_only) = match first {
+        // SQLite opens a file it may not write read-only without saying so: ask.
+        Ok(c) => {
+            let ro = config.read_only || c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+            (c, ro)
         }
+        Err(e) if path.exists() => match Connection::open_with_flags(path, ro) {
+            Ok(c) => (c, true),
+            Err(_) => return Err(not_a_db(path, e)),
+        },
         Err(e) => return Err(Error::from(e)),
     };
     let mut conn = conn;
     conn.busy_timeout(config.busy_timeout)?;
-    check_header(&conn, path)?;
+    let objects = check_header(&conn, path)?;
+    // Switching an existing file to WAL rewrites its header: check the file is sound first, so a
+    // damaged file is reported, not modified. (Once a file is in WAL mode, opening writes nothing.)
+    if !read_only && objects > 0 {
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            quick_check(&conn, path)?;
+        }
+    }
     set_pragmas(&conn, config, read_only)?;
     if read_only {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -132,7 +156,22 @@ pub(crate) fn open_memory(config: &ConnConfig) -> Result<Connection> {
 
 /// The first query: fails at once on a file that is not a database, and refuses files of other
 /// programs or of newer agentobs versions before anything is written.
-fn check_header(conn: &Connection, path: &Path) -> Result<()> {
+/// `PRAGMA quick_check`: an O(size) read of every page, run before the rare writes that change
+/// a file's format (the switch to WAL, a migration).
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| match Error::from(e) {
+            Error::NotADatabase { reason, .. } => not_a_db(path, reason),
+            other => other,
+        })?;
+    if verdict != "ok" {
+        return Err(not_a_db(path, format!("damaged: {verdict}")));
+    }
+    Ok(())
+}
+
+fn check_header(conn: &Connection, path: &Path) -> Result<i64> {
     let header = conn.query_row(
         "SELECT (SELECT application_id FROM pragma_application_id),
                 (SELECT user_version FROM pragma_user_version),
@@ -170,7 +209,7 @@ fn check_header(conn: &Connection, path: &Path) -> Result<()> {
             supported: latest_version(),
         });
     }
-    Ok(())
+    Ok(objects)
 }
 
 fn set_pragmas(conn: &Connection, config: &ConnConfig, reader: bool) -> Result<()> {
@@ -187,6 +226,13 @@ fn set_pragmas(conn: &Connection, config: &ConnConfig, reader: bool) -> Result<(
     conn.pragma_update(None, "cache_size", -config.cache_size_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    if let Some(bytes) = config.max_size_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page_size.max(1) as u64).max(1);
+        let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })?;
+    }
     Ok(())
 }
 
@@ -203,6 +249,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     if version == latest_version() {
         return Ok(());
+    }
+    if version > 0 {
+        quick_check(&tx, path)?;
     }
     for (name, sql) in &MIGRATIONS[version as usize..] {
         tx.execute_batch(sql)

@@ -53,6 +53,8 @@ impl Default for PipelineOptions {
                 synchronous: Synchronous::Normal,
                 busy_timeout: Duration::from_secs(5),
                 cache_size_kib: 64 * 1024,
+                read_only: false,
+                max_size_bytes: None,
             },
             strict_pricing: false,
             on_alert: None,
@@ -77,6 +79,22 @@ impl PipelineOptions {
     /// SQLite page cache per connection in KiB (default 64 MiB).
     pub fn cache_size_kib(mut self, kib: i64) -> Self {
         self.config.cache_size_kib = kib;
+        self
+    }
+
+    /// Open the file read-only: reads (dashboard, export, runs) work, every write fails with
+    /// [`Error::ReadOnly`], and the file is never modified. A file the process may not write is
+    /// opened read-only without this option too.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.config.read_only = read_only;
+        self
+    }
+
+    /// Caps the database file's size: a write that would grow it past `bytes` fails with
+    /// [`Error::DiskFull`] and is rolled back, exactly as on a full disk (a quota for shared
+    /// machines, and how the tests prove disk-full handling).
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_size_bytes = Some(bytes);
         self
     }
 
@@ -225,6 +243,11 @@ impl Pipeline {
     /// Whether unknown models are rejected rather than stored unpriced.
     pub fn strict_pricing(&self) -> bool {
         self.strict_pricing
+    }
+
+    /// Whether the database was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The database file (`None` in memory).

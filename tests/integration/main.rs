@@ -6,6 +6,7 @@ mod cli;
 mod dashboard;
 mod jsonl;
 mod pricing;
+mod reliability;
 mod reprice;
 mod store;
 mod util;

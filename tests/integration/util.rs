@@ -90,6 +90,11 @@ pub fn snapshot(path: &Path) -> String {
 /// Asserts that every run's rollup columns equal a fresh aggregate over its child rows, and
 /// that the latency histogram's counts equal the call tables'.
 pub fn assert_rollups_consistent(conn: &Connection) {
+    // All checks in one read transaction: one snapshot, even while writers go on.
+    let own_tx = conn.is_autocommit();
+    if own_tx {
+        conn.execute_batch("BEGIN DEFERRED").unwrap();
+    }
     let bad: Vec<(String, String)> = conn
         .prepare(
             "WITH l AS (SELECT run_id, count(*) n, sum(input_tokens) i, sum(output_tokens) o,
@@ -133,6 +138,9 @@ pub fn assert_rollups_consistent(conn: &Connection) {
         )
         .unwrap();
     assert_eq!(hist, rows, "histogram counts disagree with the call tables");
+    if own_tx {
+        conn.execute_batch("COMMIT").unwrap();
+    }
 }
 
 /// Runs the built `agentobs` executable with `args` (and no inherited AGENTOBS_DB).
