@@ -155,10 +155,6 @@ const SELECT_CALLS: &str =
     SELECT 1 AS kind, call_id, step, timestamp FROM tool_calls WHERE run_id = ?1
     ORDER BY step, timestamp, kind, call_id";
 
-const SELECT_LLM: &str = "SELECT call_id, run_id, step, model, input_tokens, output_tokens,
-    cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, cost_usd, cost_picousd,
-    cost_source, timestamp, cached, error, metadata FROM llm_calls WHERE call_id = ?1";
-
 const SELECT_ALERTS: &str = "SELECT run_id, metric, value, threshold, call_id, fired_at
     FROM alerts WHERE run_id = ?1 ORDER BY fired_at, alert_id";
 
@@ -171,26 +167,27 @@ fn write_line(out: &mut dyn Write, line: &Line) -> Result<()> {
     Ok(())
 }
 
-fn llm_line(row: &rusqlite::Row) -> rusqlite::Result<LlmLine> {
-    Ok(LlmLine {
-        call_id: row.get("call_id")?,
-        run_id: row.get("run_id")?,
-        step: row.get("step")?,
-        model: row.get("model")?,
-        input_tokens: row.get("input_tokens")?,
-        output_tokens: row.get("output_tokens")?,
-        cached_input_tokens: row.get("cached_input_tokens")?,
-        cache_write_tokens: row.get("cache_write_tokens")?,
-        reasoning_tokens: row.get("reasoning_tokens")?,
-        latency_ms: row.get("latency_ms")?,
-        cost_usd: row.get("cost_usd")?,
-        cost_picousd: row.get("cost_picousd")?,
-        cost_source: Some(row.get("cost_source")?),
-        timestamp: row.get("timestamp")?,
-        cached: row.get("cached")?,
-        error: row.get("error")?,
-        metadata: rows::metadata_from_text(row.get("metadata")?),
-    })
+fn llm_line(stored: rows::StoredLlm) -> LlmLine {
+    let c = stored.call;
+    LlmLine {
+        call_id: c.call_id,
+        run_id: c.run_id,
+        step: c.step,
+        model: c.model,
+        input_tokens: c.input_tokens,
+        output_tokens: c.output_tokens,
+        cached_input_tokens: c.cached_input_tokens,
+        cache_write_tokens: c.cache_write_tokens,
+        reasoning_tokens: c.reasoning_tokens,
+        latency_ms: c.latency_ms,
+        cost_usd: c.cost_usd,
+        cost_picousd: stored.cost_picousd,
+        cost_source: Some(stored.cost_source),
+        timestamp: c.timestamp.unwrap_or_default(),
+        cached: c.cached,
+        error: c.error,
+        metadata: c.metadata,
+    }
 }
 
 /// Writes one run's lines; returns how many.
@@ -213,7 +210,8 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
     write_line(out, &Line::Run(run))?;
     let mut lines = 1;
     let mut calls = conn.prepare_cached(SELECT_CALLS)?;
-    let mut llm = conn.prepare_cached(SELECT_LLM)?;
+    let llm_sql = format!("SELECT {} FROM llm_calls WHERE call_id = ?1", rows::LLM_COLUMNS);
+    let mut llm = conn.prepare_cached(&llm_sql)?;
     let tool_sql = format!(
         "SELECT {} FROM tool_calls WHERE call_id = ?1",
         rows::TOOL_COLUMNS
@@ -224,7 +222,7 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
         let kind: i64 = r.get(0)?;
         let call_id: String = r.get(1)?;
         let line = if kind == 0 {
-            Line::LlmCall(llm.query_row([&call_id], llm_line)?)
+            Line::LlmCall(llm_line(llm.query_row([&call_id], rows::llm_call)?))
         } else {
             let t = tool.query_row([&call_id], rows::tool_call)?;
             Line::ToolCall(ToolLine {

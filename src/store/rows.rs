@@ -6,10 +6,18 @@ use serde_json::Value;
 
 use crate::record::{Alert, LlmCall, RunSummary, ToolCall};
 
-/// Columns of `llm_calls` that make up an [`LlmCall`] (plus `cost_source`).
+/// Columns of `llm_calls` that make up a [`StoredLlm`].
 pub(crate) const LLM_COLUMNS: &str = "call_id, run_id, step, model, input_tokens, output_tokens, \
-     cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, cost_usd, cost_source, \
-     timestamp, cached, error, metadata";
+     cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, cost_usd, \
+     cost_picousd, cost_source, timestamp, cached, error, metadata";
+
+/// A stored LLM call: the record, and where its cost came from.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredLlm {
+    pub call: LlmCall,
+    pub cost_picousd: Option<i64>,
+    pub cost_source: String,
+}
 
 /// Columns of `tool_calls` that make up a [`ToolCall`].
 pub(crate) const TOOL_COLUMNS: &str =
@@ -29,8 +37,7 @@ pub(crate) fn metadata_from_text(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
 }
 
-/// An [`LlmCall`] and its `cost_source`.
-pub(crate) fn llm_call(row: &Row) -> rusqlite::Result<(LlmCall, String)> {
+pub(crate) fn llm_call(row: &Row) -> rusqlite::Result<StoredLlm> {
     let call = LlmCall {
         call_id: row.get("call_id")?,
         run_id: row.get("run_id")?,
@@ -48,7 +55,11 @@ pub(crate) fn llm_call(row: &Row) -> rusqlite::Result<(LlmCall, String)> {
         error: row.get("error")?,
         metadata: metadata_from_text(row.get("metadata")?),
     };
-    Ok((call, row.get("cost_source")?))
+    Ok(StoredLlm {
+        call,
+        cost_picousd: row.get("cost_picousd")?,
+        cost_source: row.get("cost_source")?,
+    })
 }
 
 pub(crate) fn tool_call(row: &Row) -> rusqlite::Result<ToolCall> {

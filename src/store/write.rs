@@ -881,7 +881,7 @@ impl CallIds for ToolCall {
     }
 }
 
-pub(crate) fn existing_llm(conn: &Connection, call_id: &str) -> Result<Option<(LlmCall, String)>> {
+pub(crate) fn existing_llm(conn: &Connection, call_id: &str) -> Result<Option<rows::StoredLlm>> {
     let sql = format!(
         "SELECT {} FROM llm_calls WHERE call_id = ?1",
         rows::LLM_COLUMNS
@@ -914,7 +914,8 @@ fn conflict(kind: &'static str, call_id: &str, field: &'static str) -> Error {
 /// Whether `new` is a retry of the stored call: every field it gives equals the stored one. A
 /// timestamp left to "now" matches any stored time; a cost left to the table matches any cost the
 /// table gave (it may have been re-priced since).
-fn compare_llm((old, source): &(LlmCall, String), new: &LlmCall, cost: &CallCost) -> Result<()> {
+fn compare_llm(stored: &rows::StoredLlm, new: &LlmCall, cost: &CallCost) -> Result<()> {
+    let (old, source) = (&stored.call, &stored.cost_source);
     let same_cost = match cost {
         CallCost::Given { usd, .. } => source == "given" && old.cost_usd == Some(*usd),
         _ => source != "given",
