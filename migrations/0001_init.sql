@@ -102,6 +102,29 @@ CREATE TABLE latency_histogram (
     PRIMARY KEY (series, key, bucket)
 ) STRICT, WITHOUT ROWID;
 
+-- Per UTC day of run start and per run status: the sums of the runs' rollups, kept current by every
+-- write transaction, so whole-file totals (and cost per day) never scan the runs. Cost and tokens
+-- are split in two (value = hi * 1e6 + lo, resp. * 1e9) so that no 64-bit addition can overflow.
+CREATE TABLE daily_totals (
+    day              TEXT NOT NULL,      -- 'YYYY-MM-DD', UTC, of the runs' started_at
+    status           TEXT NOT NULL,
+    runs             INTEGER NOT NULL DEFAULT 0,
+    llm_calls        INTEGER NOT NULL DEFAULT 0,
+    tool_calls       INTEGER NOT NULL DEFAULT 0,
+    tool_errors      INTEGER NOT NULL DEFAULT 0,
+    cached_calls     INTEGER NOT NULL DEFAULT 0,
+    unpriced_calls   INTEGER NOT NULL DEFAULT 0,
+    input_tokens_hi  INTEGER NOT NULL DEFAULT 0,
+    input_tokens_lo  INTEGER NOT NULL DEFAULT 0,
+    output_tokens_hi INTEGER NOT NULL DEFAULT 0,
+    output_tokens_lo INTEGER NOT NULL DEFAULT 0,
+    unpriced_tokens_hi INTEGER NOT NULL DEFAULT 0,
+    unpriced_tokens_lo INTEGER NOT NULL DEFAULT 0,
+    cost_microusd    INTEGER NOT NULL DEFAULT 0,
+    cost_rem_picousd INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, status)
+) STRICT, WITHOUT ROWID;
+
 -- Alert rules persist in the file, so every process sharing it applies the same rules.
 CREATE TABLE alert_rules (
     metric      TEXT PRIMARY KEY NOT NULL,

@@ -210,7 +210,10 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
     write_line(out, &Line::Run(run))?;
     let mut lines = 1;
     let mut calls = conn.prepare_cached(SELECT_CALLS)?;
-    let llm_sql = format!("SELECT {} FROM llm_calls WHERE call_id = ?1", rows::LLM_COLUMNS);
+    let llm_sql = format!(
+        "SELECT {} FROM llm_calls WHERE call_id = ?1",
+        rows::LLM_COLUMNS
+    );
     let mut llm = conn.prepare_cached(&llm_sql)?;
     let tool_sql = format!(
         "SELECT {} FROM tool_calls WHERE call_id = ?1",
@@ -697,7 +700,6 @@ fn cost_of_line(p: &Pipeline, l: &LlmLine) -> Result<CallCost> {
     }
 }
 
-const RESTORE_RUN: &str = "UPDATE runs SET metadata = ?2, started_at = ?3 WHERE run_id = ?1";
 const INSERT_ALERT: &str =
     "INSERT INTO alerts (run_id, metric, value, threshold, call_id, fired_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, metric) DO NOTHING";
@@ -819,8 +821,7 @@ fn restore_run(tx: &Connection, w: &mut Writer, r: &RunLine) -> Result<Written> 
                     },
                 });
             }
-            tx.prepare_cached(RESTORE_RUN)?
-                .execute(params![r.run_id, metadata, r.started_at])?;
+            w.restart_run(&r.run_id, &metadata, r.started_at)?;
         }
     }
     if let Some(ended_at) = r.ended_at {

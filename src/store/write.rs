@@ -201,6 +201,21 @@ impl Rollup {
         })
     }
 
+    /// The same amounts with the opposite sign.
+    pub(crate) fn negated(&self) -> Rollup {
+        Rollup {
+            llm_calls: -self.llm_calls,
+            tool_calls: -self.tool_calls,
+            tool_errors: -self.tool_errors,
+            input_tokens: -self.input_tokens,
+            output_tokens: -self.output_tokens,
+            cached_calls: -self.cached_calls,
+            unpriced_calls: -self.unpriced_calls,
+            unpriced_tokens: -self.unpriced_tokens,
+            cost_picousd: -self.cost_picousd,
+        }
+    }
+
     /// What one LLM call adds.
     pub(crate) fn of_llm(call: &LlmCall, cost: &CallCost) -> Rollup {
         let unpriced = cost.picousd().is_none();
@@ -226,10 +241,19 @@ impl Rollup {
 pub(crate) struct RunState {
     pub status: String,
     pub rollup: Rollup,
+    /// The UTC day of the run's start: its row in `daily_totals`.
+    pub day: String,
 }
 
-const SELECT_RUN: &str = "SELECT status, llm_calls, tool_calls, tool_errors, input_tokens,
-    output_tokens, cached_calls, unpriced_calls, unpriced_tokens, cost_picousd
+/// `YYYY-MM-DD` (UTC) of an epoch-seconds time; the key of `daily_totals`.
+pub(crate) fn day_of(epoch_s: f64) -> String {
+    chrono::DateTime::from_timestamp(epoch_s.floor().clamp(-8e15, 8e15) as i64, 0)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "out of range".to_string())
+}
+
+const SELECT_RUN: &str = "SELECT status, started_at, llm_calls, tool_calls, tool_errors,
+    input_tokens, output_tokens, cached_calls, unpriced_calls, unpriced_tokens, cost_picousd
     FROM runs WHERE run_id = ?1";
 
 pub(crate) fn load_run(conn: &Connection, run_id: &str) -> Result<Option<RunState>> {
@@ -238,6 +262,7 @@ pub(crate) fn load_run(conn: &Connection, run_id: &str) -> Result<Option<RunStat
         .query_row([run_id], |r| {
             Ok(RunState {
                 status: r.get("status")?,
+                day: day_of(r.get("started_at")?),
                 rollup: Rollup {
                     llm_calls: r.get("llm_calls")?,
                     tool_calls: r.get("tool_calls")?,
@@ -290,6 +315,82 @@ const UPSERT_HISTOGRAM: &str = "INSERT INTO latency_histogram (series, key, buck
         output_tokens = output_tokens + excluded.output_tokens,
         cost_microusd = cost_microusd + excluded.cost_microusd,
         cost_rem_picousd = cost_rem_picousd + excluded.cost_rem_picousd";
+
+const UPSERT_DAILY: &str = "INSERT INTO daily_totals (day, status, runs, llm_calls, tool_calls,
+    tool_errors, cached_calls, unpriced_calls, input_tokens_hi, input_tokens_lo, output_tokens_hi,
+    output_tokens_lo, unpriced_tokens_hi, unpriced_tokens_lo, cost_microusd, cost_rem_picousd)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    ON CONFLICT (day, status) DO UPDATE SET
+        runs = runs + excluded.runs,
+        llm_calls = llm_calls + excluded.llm_calls,
+        tool_calls = tool_calls + excluded.tool_calls,
+        tool_errors = tool_errors + excluded.tool_errors,
+        cached_calls = cached_calls + excluded.cached_calls,
+        unpriced_calls = unpriced_calls + excluded.unpriced_calls,
+        input_tokens_hi = input_tokens_hi + excluded.input_tokens_hi,
+        input_tokens_lo = input_tokens_lo + excluded.input_tokens_lo,
+        output_tokens_hi = output_tokens_hi + excluded.output_tokens_hi,
+        output_tokens_lo = output_tokens_lo + excluded.output_tokens_lo,
+        unpriced_tokens_hi = unpriced_tokens_hi + excluded.unpriced_tokens_hi,
+        unpriced_tokens_lo = unpriced_tokens_lo + excluded.unpriced_tokens_lo,
+        cost_microusd = cost_microusd + excluded.cost_microusd,
+        cost_rem_picousd = cost_rem_picousd + excluded.cost_rem_picousd";
+
+/// A change to one `daily_totals` row: runs moved in or out, and their rollups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DailyDelta {
+    pub runs: i64,
+    pub rollup: Rollup,
+}
+
+impl DailyDelta {
+    fn add(&mut self, d: &DailyDelta) {
+        self.runs += d.runs;
+        let r = &mut self.rollup;
+        let o = &d.rollup;
+        r.llm_calls = r.llm_calls.saturating_add(o.llm_calls);
+        r.tool_calls = r.tool_calls.saturating_add(o.tool_calls);
+        r.tool_errors = r.tool_errors.saturating_add(o.tool_errors);
+        r.input_tokens = r.input_tokens.saturating_add(o.input_tokens);
+        r.output_tokens = r.output_tokens.saturating_add(o.output_tokens);
+        r.cached_calls = r.cached_calls.saturating_add(o.cached_calls);
+        r.unpriced_calls = r.unpriced_calls.saturating_add(o.unpriced_calls);
+        r.unpriced_tokens = r.unpriced_tokens.saturating_add(o.unpriced_tokens);
+        r.cost_picousd = r.cost_picousd.saturating_add(o.cost_picousd);
+    }
+
+    fn negated(&self) -> DailyDelta {
+        DailyDelta {
+            runs: -self.runs,
+            rollup: self.rollup.negated(),
+        }
+    }
+}
+
+fn store_daily(conn: &Connection, day: &str, status: &str, d: &DailyDelta) -> Result<()> {
+    const TOKENS: i64 = 1_000_000_000;
+    const MICRO: i64 = 1_000_000;
+    let r = &d.rollup;
+    conn.prepare_cached(UPSERT_DAILY)?.execute(params![
+        day,
+        status,
+        d.runs,
+        r.llm_calls,
+        r.tool_calls,
+        r.tool_errors,
+        r.cached_calls,
+        r.unpriced_calls,
+        r.input_tokens.div_euclid(TOKENS),
+        r.input_tokens.rem_euclid(TOKENS),
+        r.output_tokens.div_euclid(TOKENS),
+        r.output_tokens.rem_euclid(TOKENS),
+        r.unpriced_tokens.div_euclid(TOKENS),
+        r.unpriced_tokens.rem_euclid(TOKENS),
+        r.cost_picousd.div_euclid(MICRO),
+        r.cost_picousd.rem_euclid(MICRO),
+    ])?;
+    Ok(())
+}
 
 /// One histogram contribution (negative values subtract, for re-pricing).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -373,6 +474,8 @@ pub(crate) struct Writer<'c> {
     runs: HashMap<String, (RunState, bool)>,
     /// Histogram increments, written at `finish`.
     histogram: HashMap<HistogramKey, HistogramDelta>,
+    /// `daily_totals` increments by (day, status), written at `finish`.
+    daily: HashMap<(String, String), DailyDelta>,
     /// Import: records may join ended runs (their run line came first), and each line can be
     /// undone (`mark` / `rollback_to`) when its savepoint is rolled back.
     restoring: bool,
@@ -389,6 +492,8 @@ enum Undo {
     Restore(String, RunState, bool),
     /// A histogram increment to take back.
     Histogram(HistogramKey, HistogramDelta),
+    /// A `daily_totals` increment to take back.
+    Daily((String, String), DailyDelta),
 }
 
 const INSERT_LLM: &str = "INSERT INTO llm_calls (call_id, run_id, step, model, input_tokens,
@@ -415,6 +520,7 @@ const INSERT_RUN: &str = "INSERT INTO runs (run_id, metadata, started_at) VALUES
     ON CONFLICT (run_id) DO NOTHING";
 const END_RUN: &str = "UPDATE runs SET status = ?2, ended_at = ?3, duration_ms = ?4
     WHERE run_id = ?1";
+const RESTART_RUN: &str = "UPDATE runs SET metadata = ?2, started_at = ?3 WHERE run_id = ?1";
 const SELECT_STARTED_AT: &str = "SELECT started_at FROM runs WHERE run_id = ?1";
 
 const INSERT_IMPLICIT_RUN: &str = "INSERT INTO runs (run_id, started_at) VALUES (?1, ?2)";
@@ -465,6 +571,7 @@ impl<'c> Writer<'c> {
             now: crate::record::now(),
             runs: HashMap::new(),
             histogram: HashMap::new(),
+            daily: HashMap::new(),
             restoring: false,
             journal: Vec::new(),
         })
@@ -499,6 +606,11 @@ impl<'c> Writer<'c> {
                         *v += d.negated();
                     }
                 }
+                Undo::Daily(key, d) => {
+                    if let Some(v) = self.daily.get_mut(&key) {
+                        v.add(&d.negated());
+                    }
+                }
             }
         }
     }
@@ -530,6 +642,11 @@ impl<'c> Writer<'c> {
         for ((series, key, bucket), d) in &self.histogram {
             add_to_histogram(self.conn, series, key, *bucket, d)?;
         }
+        for ((day, status), d) in &self.daily {
+            if *d != DailyDelta::default() {
+                store_daily(self.conn, day, status, d)?;
+            }
+        }
         Ok(self.fired)
     }
 
@@ -539,6 +656,14 @@ impl<'c> Writer<'c> {
             self.journal.push(Undo::Histogram(k.clone(), d));
         }
         *self.histogram.entry(k).or_default() += d;
+    }
+
+    fn daily_add(&mut self, day: &str, status: &str, d: DailyDelta) {
+        let key = (day.to_string(), status.to_string());
+        if self.restoring {
+            self.journal.push(Undo::Daily(key.clone(), d));
+        }
+        self.daily.entry(key).or_default().add(&d);
     }
 
     /// A run's state: from this transaction's cache, else from the database.
@@ -573,6 +698,11 @@ impl<'c> Writer<'c> {
                         run_id: run_id.to_string(),
                     });
                 }
+                let one = DailyDelta {
+                    runs: 1,
+                    ..DailyDelta::default()
+                };
+                self.daily_add(&day_of(*started_at), "running", one);
                 Ok(Written::Inserted)
             }
             Prepared::End {
@@ -601,10 +731,17 @@ impl<'c> Writer<'c> {
         }
         let previous = (run.clone(), *dirty);
         run.status = status.to_string();
+        let moved = DailyDelta {
+            runs: 1,
+            rollup: run.rollup,
+        };
+        let day = run.day.clone();
         if self.restoring {
             self.journal
                 .push(Undo::Restore(run_id.to_string(), previous.0, previous.1));
         }
+        self.daily_add(&day, "running", moved.negated());
+        self.daily_add(&day, status, moved);
         let started_at: f64 = self
             .conn
             .prepare_cached(SELECT_STARTED_AT)?
@@ -640,7 +777,13 @@ impl<'c> Writer<'c> {
         let state = RunState {
             status: "running".into(),
             rollup: Rollup::default(),
+            day: day_of(timestamp),
         };
+        let one = DailyDelta {
+            runs: 1,
+            ..DailyDelta::default()
+        };
+        self.daily_add(&state.day, "running", one);
         self.runs.insert(run_id.to_string(), (state, false));
         self.remember(|_| Some(Undo::Forget(run_id.to_string())));
         Ok(("running".into(), Rollup::default()))
@@ -693,10 +836,57 @@ impl<'c> Writer<'c> {
     /// Records a run's new rollup (written at `finish`).
     fn set_rollup(&mut self, run_id: &str, rollup: Rollup) {
         self.remember_run(run_id);
-        if let Some((state, dirty)) = self.runs.get_mut(run_id) {
-            state.rollup = rollup;
-            *dirty = true;
+        let Some((state, dirty)) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let delta = DailyDelta {
+            runs: 0,
+            rollup: rollup
+                .add(&state.rollup.negated(), run_id)
+                .unwrap_or_default(),
+        };
+        state.rollup = rollup;
+        *dirty = true;
+        let (day, status) = (state.day.clone(), state.status.clone());
+        self.daily_add(&day, &status, delta);
+    }
+
+    /// Moves a run to another start time and metadata (import completing a run that an earlier
+    /// record started implicitly); its totals follow it to its new day.
+    pub(crate) fn restart_run(
+        &mut self,
+        run_id: &str,
+        metadata: &str,
+        started_at: f64,
+    ) -> Result<()> {
+        // Load the run (and its current day) before its row changes.
+        if self.run_state(run_id)?.is_none() {
+            return Err(Error::UnknownRun {
+                run_id: run_id.to_string(),
+            });
         }
+        self.conn
+            .prepare_cached(RESTART_RUN)?
+            .execute(params![run_id, metadata, started_at])?;
+        let new_day = day_of(started_at);
+        self.remember_run(run_id);
+        let Some((state, _)) = self.runs.get_mut(run_id) else {
+            return Ok(());
+        };
+        if state.day == new_day {
+            return Ok(());
+        }
+        let moved = DailyDelta {
+            runs: 1,
+            rollup: state.rollup,
+        };
+        let (old_day, status) = (
+            std::mem::replace(&mut state.day, new_day.clone()),
+            state.status.clone(),
+        );
+        self.daily_add(&old_day, &status, moved.negated());
+        self.daily_add(&new_day, &status, moved);
+        Ok(())
     }
 
     /// Stores a validated, priced LLM call.

@@ -138,6 +138,28 @@ pub fn assert_rollups_consistent(conn: &Connection) {
         )
         .unwrap();
     assert_eq!(hist, rows, "histogram counts disagree with the call tables");
+    let daily_mismatch: i64 = conn
+        .query_row(
+            "WITH r AS (SELECT date(started_at, 'unixepoch') AS day, status, count(*) AS runs,
+                               sum(llm_calls) AS l, sum(tool_calls) AS t, sum(tool_errors) AS e,
+                               sum(cached_calls) AS k, sum(unpriced_calls) AS u,
+                               sum(input_tokens) AS i, sum(output_tokens) AS o,
+                               sum(cost_picousd) AS c
+                        FROM runs GROUP BY 1, 2),
+                  d AS (SELECT day, status, runs, llm_calls AS l, tool_calls AS t,
+                               tool_errors AS e, cached_calls AS k, unpriced_calls AS u,
+                               input_tokens_hi * 1000000000 + input_tokens_lo AS i,
+                               output_tokens_hi * 1000000000 + output_tokens_lo AS o,
+                               cost_microusd * 1000000 + cost_rem_picousd AS c
+                        FROM daily_totals
+                        WHERE runs <> 0 OR l <> 0 OR t <> 0 OR i <> 0 OR o <> 0 OR c <> 0)
+             SELECT (SELECT count(*) FROM (SELECT * FROM r EXCEPT SELECT * FROM d))
+                  + (SELECT count(*) FROM (SELECT * FROM d EXCEPT SELECT * FROM r))",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(daily_mismatch, 0, "daily_totals disagree with the runs");
     if own_tx {
         conn.execute_batch("COMMIT").unwrap();
     }
