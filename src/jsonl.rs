@@ -268,7 +268,7 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
 pub struct ImportOptions {
     /// All or nothing: the whole input is one transaction, rolled back if any line is bad.
     pub strict: bool,
-    /// Lines per transaction when not strict (default 20,000).
+    /// Lines per transaction when not strict (default 10,000).
     pub batch_lines: usize,
 }
 
@@ -276,7 +276,7 @@ impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
             strict: false,
-            batch_lines: 20_000,
+            batch_lines: 10_000,
         }
     }
 }
@@ -426,29 +426,34 @@ impl Pipeline {
             report.lines = lines.line_no;
             return Ok(report);
         }
-        let batch = options.batch_lines.max(1) as u64;
+        let batch = options.batch_lines.max(1);
+        let mut staged: Vec<(u64, Result<Option<Prepped>>)> = Vec::with_capacity(batch);
         while !lines.done {
-            let stop_at = lines.line_no + batch;
-            let counts = self.write(|tx| {
-                let mut writer = Writer::restoring(tx)?;
-                let mut counts = ImportReport::default();
-                while lines.line_no < stop_at {
-                    let Some((line_no, raw)) = lines.next_line()? else {
-                        break;
-                    };
-                    let applied = self.parse_and_prepare(raw, line_no).and_then(|p| match p {
-                        Some((line, cost)) => apply_line(tx, &mut writer, &line, cost)
-                            .map(|k| count(&mut counts, &line, k)),
-                        None => Ok(()),
-                    });
-                    if let Err(e) = applied {
-                        counts.rejected += 1;
-                        on_reject(line_no, &e);
+            // Parse a batch first (memory: one batch of lines), then apply it in one transaction.
+            staged.clear();
+            while staged.len() < batch {
+                let Some((line_no, raw)) = lines.next_line()? else {
+                    break;
+                };
+                staged.push((line_no, self.parse_and_prepare(raw, line_no)));
+            }
+            // Fast path: no savepoints. A line the database refuses (a conflicting duplicate)
+            // rolls the batch back, and the batch is applied again line by line under savepoints.
+            let fast = self.write(|tx| apply_batch(tx, &staged, false, &mut |_, _| {}));
+            let counts = match fast {
+                Ok(counts) => {
+                    for (line_no, parsed) in &staged {
+                        if let Err(e) = parsed {
+                            on_reject(*line_no, e);
+                        }
                     }
+                    counts
                 }
-                writer.finish()?;
-                Ok(counts)
-            })?;
+                Err(Error::Jsonl { line: 0, .. }) => {
+                    self.write(|tx| apply_batch(tx, &staged, true, &mut on_reject))?
+                }
+                Err(e) => return Err(e),
+            };
             report.runs += counts.runs;
             report.llm_calls += counts.llm_calls;
             report.tool_calls += counts.tool_calls;
@@ -526,6 +531,58 @@ impl Pipeline {
 /// The longest line import accepts: a longer one is reported and skipped without being held
 /// in memory, so one runaway line cannot exhaust it.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// A parsed, validated line ready to apply (and its price, for an LLM call).
+type Prepped = (Line, Option<CallCost>);
+
+/// Applies one parsed batch in the open transaction. Without `savepoints`, the first line the
+/// database refuses aborts the batch with `Error::Jsonl { line: 0 }` (the caller retries with
+/// savepoints); with them, each refused line is rolled back alone and reported.
+fn apply_batch(
+    tx: &Connection,
+    staged: &[(u64, Result<Option<Prepped>>)],
+    savepoints: bool,
+    on_reject: &mut dyn FnMut(u64, &Error),
+) -> Result<ImportReport> {
+    let mut writer = Writer::restoring(tx)?;
+    let mut counts = ImportReport::default();
+    for (line_no, parsed) in staged {
+        let (line, cost) = match parsed {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => {
+                counts.rejected += 1;
+                if savepoints {
+                    on_reject(*line_no, e);
+                }
+                continue;
+            }
+        };
+        let applied = if savepoints {
+            apply_line(tx, &mut writer, line, *cost)
+        } else {
+            apply_line_inner(tx, &mut writer, line, *cost)
+        };
+        match applied {
+            Ok(k) => count(&mut counts, line, k),
+            Err(e) if savepoints => {
+                counts.rejected += 1;
+                on_reject(*line_no, &e);
+            }
+            Err(e @ (Error::Io(_) | Error::Busy | Error::DiskFull | Error::ReadOnly(_))) => {
+                return Err(e)
+            }
+            Err(_) => {
+                return Err(Error::Jsonl {
+                    line: 0,
+                    reason: "retry with savepoints".into(),
+                })
+            }
+        }
+    }
+    writer.finish()?;
+    Ok(counts)
+}
 
 /// Reads lines one at a time into one reused buffer.
 struct LineReader<R> {
