@@ -291,3 +291,62 @@ fn import_reports_bad_lines_and_exits_1() {
     assert!(out.status.success());
     assert_eq!(stdout(&out).lines().count(), 1);
 }
+
+/// The HTML report opens in a real headless browser (Debian's `chromium`): the rendered DOM
+/// holds the five charts. Skips, with a message, where no browser is installed.
+#[test]
+fn html_report_renders_in_a_headless_browser() {
+    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("skipping: no chromium installed (apt-get install chromium)");
+        return;
+    };
+    let (dir, db) = temp_db();
+    assert!(agentobs(&["--db", &db_arg(&db), "demo", "--runs", "50"])
+        .status
+        .success());
+    let html = dir.path().join("report.html");
+    let out = agentobs(&[
+        "--db",
+        &db_arg(&db),
+        "report",
+        "--format",
+        "html",
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = dir.path().join("profile");
+    let rendered = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}", html.display()),
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert_eq!(
+        dom.matches("<svg").count(),
+        5,
+        "the browser rendered five charts"
+    );
+    assert!(dom.contains("agentobs report"));
+}
