@@ -268,7 +268,7 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
 pub struct ImportOptions {
     /// All or nothing: the whole input is one transaction, rolled back if any line is bad.
     pub strict: bool,
-    /// Lines per transaction when not strict (default 10,000).
+    /// Lines per transaction when not strict (default 5,000).
     pub batch_lines: usize,
 }
 
@@ -276,7 +276,7 @@ impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
             strict: false,
-            batch_lines: 10_000,
+            batch_lines: 5_000,
         }
     }
 }
