@@ -7,8 +7,8 @@ use std::io::{self, Write};
 
 use agentobs::{Dashboard, DashboardFilter};
 
+use super::describe_filter;
 use super::fmt::{int, ms, pct, usd, usd_f};
-use super::{describe_filter, format_time};
 use crate::cli::escape::html as esc;
 
 const CSS: &str = "
@@ -284,52 +284,31 @@ pub fn render(out: &mut dyn Write, d: &Dashboard, filter: &DashboardFilter) -> i
     );
     h.push_str("</div>");
 
-    // Tables.
-    h.push_str("<div class=\"tables\"><section class=\"scroll\"><h2>Models</h2>");
-    if d.by_model.is_empty() {
-        h.push_str("<p class=\"empty\">no LLM calls</p>");
-    } else {
-        h.push_str("<table><tr><th>model</th><th class=\"n\">calls</th><th class=\"n\">cost</th><th class=\"n\">unpriced</th><th class=\"n\">p50</th><th class=\"n\">p95</th></tr>");
-        for m in &d.by_model {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&m.model), int(m.calls), esc(&usd(m.cost_picousd)), int(m.unpriced_calls),
-                ms(m.p50_latency_ms), ms(m.p95_latency_ms)
-            );
+    h.push_str("<div class=\"tables\">");
+    for table in super::tables(d) {
+        let _ = write!(h, "<section class=\"scroll\"><h2>{}</h2>", esc(table.title));
+        if table.rows.is_empty() {
+            let _ = write!(h, "<p class=\"empty\">{}</p></section>", esc(table.empty));
+            continue;
         }
-        h.push_str("</table>");
-    }
-    h.push_str("</section><section class=\"scroll\"><h2>Tools</h2>");
-    if d.by_tool.is_empty() {
-        h.push_str("<p class=\"empty\">no tool calls</p>");
-    } else {
-        h.push_str("<table><tr><th>tool</th><th class=\"n\">calls</th><th class=\"n\">errors</th><th class=\"n\">rate</th><th class=\"n\">p50</th><th class=\"n\">p95</th></tr>");
-        for t in &d.by_tool {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&t.tool), int(t.calls), int(t.errors), pct(t.error_rate),
-                ms(t.p50_latency_ms), ms(t.p95_latency_ms)
-            );
+        let numeric: Vec<bool> = table.columns().map(|(_, n)| n).collect();
+        let class = |n: bool| if n { " class=\"n\"" } else { "" };
+        h.push_str("<table><tr>");
+        for (name, n) in table.columns() {
+            let _ = write!(h, "<th{}>{}</th>", class(n), esc(name));
         }
-        h.push_str("</table>");
-    }
-    h.push_str("</section><section class=\"scroll\"><h2>Recent alerts</h2>");
-    if d.recent_alerts.is_empty() {
-        h.push_str("<p class=\"empty\">none</p>");
-    } else {
-        h.push_str("<table><tr><th>fired</th><th>run</th><th>metric</th><th class=\"n\">value</th><th class=\"n\">threshold</th></tr>");
-        for a in &d.recent_alerts {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                format_time(a.fired_at), esc(&a.run_id), esc(&a.metric), a.value, a.threshold
-            );
+        h.push_str("</tr>");
+        for row in &table.rows {
+            h.push_str("<tr>");
+            for (cell, n) in row.iter().zip(&numeric) {
+                let _ = write!(h, "<td{}>{}</td>", class(*n), esc(cell));
+            }
+            h.push_str("</tr>");
         }
-        h.push_str("</table>");
+        h.push_str("</table></section>");
     }
-    h.push_str("</section></div></main></body></html>\n");
+    h.push_str("</div></main></body></html>\n");
+
     out.write_all(h.as_bytes())
 }
 

@@ -62,54 +62,20 @@ pub fn render(out: &mut dyn Write, d: &Dashboard, filter: &DashboardFilter) -> i
             writeln!(out, "| {} | {} |", esc(s), int(*n))?;
         }
     }
-    if !d.by_model.is_empty() {
-        writeln!(out, "\n### Models\n")?;
-        writeln!(out, "| model | calls | cost | unpriced | p50 | p95 |")?;
-        writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
-        for m in &d.by_model {
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                esc(&m.model),
-                int(m.calls),
-                usd(m.cost_picousd),
-                int(m.unpriced_calls),
-                ms(m.p50_latency_ms),
-                ms(m.p95_latency_ms)
-            )?;
+    for table in super::tables(d) {
+        if table.rows.is_empty() {
+            continue;
         }
-    }
-    if !d.by_tool.is_empty() {
-        writeln!(out, "\n### Tools\n")?;
-        writeln!(out, "| tool | calls | errors | error rate | p50 | p95 |")?;
-        writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
-        for t in &d.by_tool {
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                esc(&t.tool),
-                int(t.calls),
-                int(t.errors),
-                pct(t.error_rate),
-                ms(t.p50_latency_ms),
-                ms(t.p95_latency_ms)
-            )?;
-        }
-    }
-    if !d.recent_alerts.is_empty() {
-        writeln!(out, "\n### Recent alerts\n")?;
-        writeln!(out, "| fired at | run | metric | value | threshold |")?;
-        writeln!(out, "| --- | --- | --- | ---: | ---: |")?;
-        for a in &d.recent_alerts {
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                super::format_time(a.fired_at),
-                esc(&a.run_id),
-                esc(&a.metric),
-                a.value,
-                a.threshold
-            )?;
+        writeln!(out, "\n### {}\n", table.title)?;
+        let (names, aligns): (Vec<&str>, Vec<&str>) = table
+            .columns()
+            .map(|(name, numeric)| (name, if numeric { "---:" } else { "---" }))
+            .unzip();
+        writeln!(out, "| {} |", names.join(" | "))?;
+        writeln!(out, "| {} |", aligns.join(" | "))?;
+        for row in &table.rows {
+            let cells: Vec<String> = row.iter().map(|c| esc(c)).collect();
+            writeln!(out, "| {} |", cells.join(" | "))?;
         }
     }
     Ok(())

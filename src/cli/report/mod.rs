@@ -136,6 +136,89 @@ pub fn describe_filter(f: &DashboardFilter) -> String {
     }
 }
 
+/// One breakdown table, as every format shows it: raw (unescaped) cell text, formatted from the
+/// dashboard once; each renderer only lays it out and escapes it for its format.
+pub struct Table {
+    pub title: &'static str,
+    /// Column headers; a leading `>` marks a right-aligned (numeric) column.
+    pub headers: &'static [&'static str],
+    pub rows: Vec<Vec<String>>,
+    /// What to show when there are no rows.
+    pub empty: &'static str,
+}
+
+impl Table {
+    /// The header text and whether the column is numeric.
+    pub fn columns(&self) -> impl Iterator<Item = (&'static str, bool)> + '_ {
+        self.headers
+            .iter()
+            .map(|h| (h.trim_start_matches('>'), h.starts_with('>')))
+    }
+}
+
+/// The breakdown tables of a dashboard: models, tools, recent alerts.
+pub fn tables(d: &Dashboard) -> Vec<Table> {
+    use fmt::{int, ms, pct, usd};
+    vec![
+        Table {
+            title: "Models",
+            headers: &["model", ">calls", ">cost", ">unpriced", ">p50", ">p95"],
+            rows: d
+                .by_model
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.model.clone(),
+                        int(m.calls),
+                        usd(m.cost_picousd),
+                        int(m.unpriced_calls),
+                        ms(m.p50_latency_ms),
+                        ms(m.p95_latency_ms),
+                    ]
+                })
+                .collect(),
+            empty: "no LLM calls",
+        },
+        Table {
+            title: "Tools",
+            headers: &["tool", ">calls", ">errors", ">rate", ">p50", ">p95"],
+            rows: d
+                .by_tool
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.tool.clone(),
+                        int(t.calls),
+                        int(t.errors),
+                        pct(t.error_rate),
+                        ms(t.p50_latency_ms),
+                        ms(t.p95_latency_ms),
+                    ]
+                })
+                .collect(),
+            empty: "no tool calls",
+        },
+        Table {
+            title: "Recent alerts",
+            headers: &["fired", "run", "metric", ">value", ">threshold"],
+            rows: d
+                .recent_alerts
+                .iter()
+                .map(|a| {
+                    vec![
+                        format_time(a.fired_at),
+                        a.run_id.clone(),
+                        a.metric.clone(),
+                        a.value.to_string(),
+                        a.threshold.to_string(),
+                    ]
+                })
+                .collect(),
+            empty: "none",
+        },
+    ]
+}
+
 /// Display helpers shared by the renderers.
 pub mod fmt {
     /// `1234567` → `1,234,567`.

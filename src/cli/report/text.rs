@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use agentobs::{Dashboard, DashboardFilter};
 
+use super::describe_filter;
 use super::fmt::{int, ms, pct, usd, usd_f};
-use super::{describe_filter, format_time};
 use crate::cli::escape::{text as esc, truncate};
 
 struct Style {
@@ -113,72 +113,54 @@ pub fn render(
     )?;
     writeln!(out, "{:<10}{} fired", "Alerts", int(d.alerts))?;
 
-    if !d.by_model.is_empty() {
-        writeln!(out)?;
-        writeln!(
-            out,
-            "{}",
-            st.bold(&format!(
-                "{:<32} {:>9} {:>16} {:>11} {:>11} {:>9}",
-                "Top models", "calls", "cost", "p50", "p95", "unpriced"
-            ))
-        )?;
-        for m in d.by_model.iter().take(10) {
-            writeln!(
-                out,
-                "{:<32} {:>9} {:>16} {:>11} {:>11} {:>9}",
-                truncate(&esc(&m.model), 32),
-                int(m.calls),
-                usd(m.cost_picousd),
-                ms(m.p50_latency_ms),
-                ms(m.p95_latency_ms),
-                int(m.unpriced_calls)
-            )?;
+    for table in super::tables(d) {
+        if table.rows.is_empty() {
+            continue;
         }
-    }
-    if !d.by_tool.is_empty() {
+        let rows: Vec<Vec<String>> = table
+            .rows
+            .iter()
+            .take(10)
+            .map(|r| r.iter().map(|c| esc(c)).collect())
+            .collect();
+        // The first column takes what the others leave of 100 columns.
+        let widths: Vec<usize> = table
+            .columns()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let widest = rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+                // Recorded strings can be any length: no column but the first exceeds 28.
+                widest.max(name.chars().count()).min(28)
+            })
+            .collect();
+        let rest: usize = widths.iter().skip(1).map(|w| w + 2).sum();
+        let first = 99usize
+            .saturating_sub(rest)
+            .clamp(table.title.chars().count(), 40);
+        let line = |cells: Vec<String>| {
+            cells
+                .iter()
+                .zip(table.columns())
+                .enumerate()
+                .map(|(i, (c, (_, numeric)))| {
+                    let w = if i == 0 { first } else { widths[i] };
+                    let c = truncate(c, w);
+                    if numeric {
+                        format!("{c:>w$}")
+                    } else {
+                        format!("{c:<w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
         writeln!(out)?;
-        writeln!(
-            out,
-            "{}",
-            st.bold(&format!(
-                "{:<32} {:>9} {:>9} {:>8} {:>11} {:>11}",
-                "Top tools", "calls", "errors", "rate", "p50", "p95"
-            ))
-        )?;
-        for t in d.by_tool.iter().take(10) {
-            writeln!(
-                out,
-                "{:<32} {:>9} {:>9} {:>8} {:>11} {:>11}",
-                truncate(&esc(&t.tool), 32),
-                int(t.calls),
-                int(t.errors),
-                pct(t.error_rate),
-                ms(t.p50_latency_ms),
-                ms(t.p95_latency_ms)
-            )?;
-        }
-    }
-    if !d.recent_alerts.is_empty() {
-        writeln!(out)?;
-        writeln!(out, "{}", st.bold("Recent alerts"))?;
-        for a in &d.recent_alerts {
-            writeln!(
-                out,
-                "{}  {:<28} {} = {} > {}",
-                format_time(a.fired_at),
-                truncate(&esc(&a.run_id), 28),
-                a.metric,
-                trim_float(a.value),
-                trim_float(a.threshold)
-            )?;
+        let mut header: Vec<String> = table.columns().map(|(n, _)| n.to_string()).collect();
+        header[0] = table.title.to_string();
+        writeln!(out, "{}", st.bold(line(header).trim_end()))?;
+        for row in rows {
+            writeln!(out, "{}", line(row).trim_end())?;
         }
     }
     Ok(())
-}
-
-fn trim_float(v: f64) -> String {
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
 }
