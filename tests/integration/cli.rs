@@ -350,3 +350,35 @@ fn html_report_renders_in_a_headless_browser() {
     );
     assert!(dom.contains("agentobs report"));
 }
+
+/// `agentobs export --all | head -1`: the reader closing the pipe early is not a failure.
+#[test]
+fn a_closed_pipe_is_success() {
+    use std::io::{BufRead, BufReader};
+    let (_d, db) = temp_db();
+    assert!(agentobs(&["--db", &db_arg(&db), "demo", "--runs", "300"])
+        .status
+        .success());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agentobs"))
+        .args(["--db", &db_arg(&db), "export", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with(r#"{"type":"run""#));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
