@@ -13,8 +13,13 @@
 //!    record, updates the run's rollup row and the latency histogram, and evaluates the alert
 //!    rules (module `alerts`) against the new rollup. It commits all of that or nothing, then
 //!    returns the fired [`Alert`]s.
-//! 4. Reads — [`RunSummary`], alerts, and the dashboard — run on pooled reader connections from
-//!    the rollups and histogram (module `percentile` holds the exact percentile rule).
+//! 4. Reads run on pooled reader connections, one consistent snapshot each: [`RunSummary`],
+//!    alerts, and the [`Dashboard`] (module `dashboard`), whose totals come from the rollups and
+//!    the write-maintained `daily_totals`, and whose exact percentiles read one latency bucket
+//!    through an index (module `percentile` holds the interpolation rule).
+//! 5. Records leave and come back as JSONL (module `jsonl`, streaming both ways); stored costs
+//!    follow a new price table with [`Pipeline::reprice`] (module `reprice`); module `simulate`
+//!    generates realistic runs for the demo, the benches and the tests.
 //!
 //! The database file is meant to be read by people too: see README.md for the schema and ready
 //! `sqlite3` queries.
