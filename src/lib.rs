@@ -80,5 +80,6 @@ pub use pricing::{
 pub use record::{parse_time, Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
 pub use reprice::{RepriceReport, RepriceScope};
 pub use store::{
-    AlertCallback, BatchOutcome, Pipeline, PipelineOptions, Synchronous, SCHEMA_VERSION,
+    AlertCallback, AlertFilter, BatchOutcome, Pipeline, PipelineOptions, Synchronous,
+    SCHEMA_VERSION,
 };

@@ -32,6 +32,15 @@ pub struct AlertsArgs {
     /// Only alerts of this run.
     #[arg(long)]
     run: Option<String>,
+    /// Only alerts of this metric.
+    #[arg(long)]
+    metric: Option<String>,
+    /// Fired at or after this time (RFC 3339 or epoch seconds).
+    #[arg(long, value_parser = super::parse_time_arg)]
+    since: Option<f64>,
+    /// Fired before this time.
+    #[arg(long, value_parser = super::parse_time_arg)]
+    until: Option<f64>,
 }
 
 pub fn run_alert(cli: &Cli, args: &AlertArgs) -> CliResult {
@@ -88,7 +97,13 @@ fn min_text(min_calls: i64) -> String {
 pub fn run_alerts(cli: &Cli, args: &AlertsArgs) -> CliResult {
     let pipeline = cli.open()?;
     let mut out = output(&None)?;
-    for a in pipeline.alerts(args.run.as_deref())? {
+    let filter = agentobs::AlertFilter {
+        run_id: args.run.clone(),
+        metric: args.metric.clone(),
+        since: args.since,
+        until: args.until,
+    };
+    for a in pipeline.alerts(&filter)? {
         writeln!(
             out,
             "{}  {}  {} = {} > {}  (call {})",

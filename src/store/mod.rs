@@ -498,22 +498,59 @@ impl Pipeline {
         self.read(write::load_rules)
     }
 
-    /// Fired alerts, oldest first, optionally of one run only.
+    /// Fired alerts, oldest first, that match `filter` (all alerts for the default filter).
     ///
     /// # Errors
-    /// Storage failures.
-    pub fn alerts(&self, run_id: Option<&str>) -> Result<Vec<Alert>> {
+    /// [`Error::UnknownMetric`] for a metric filter agentobs does not know; storage failures.
+    pub fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>> {
+        if let Some(m) = &filter.metric {
+            m.parse::<Metric>()?;
+        }
         let sql = format!(
-            "SELECT {} FROM alerts WHERE (?1 IS NULL OR run_id = ?1) ORDER BY fired_at, alert_id",
+            "SELECT {} FROM alerts
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR metric = ?2)
+               AND fired_at >= ?3 AND fired_at < ?4
+             ORDER BY fired_at, alert_id",
             rows::ALERT_COLUMNS
         );
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let alerts = stmt
-                .query_map([run_id], rows::alert)?
+                .query_map(
+                    params![
+                        filter.run_id,
+                        filter.metric,
+                        filter.since.unwrap_or(f64::NEG_INFINITY),
+                        filter.until.unwrap_or(f64::INFINITY)
+                    ],
+                    rows::alert,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(alerts)
         })
+    }
+}
+
+/// Which alerts [`Pipeline::alerts`] lists; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Only this run's alerts.
+    pub run_id: Option<String>,
+    /// Only alerts of this metric (`cost_usd`, `error_rate`, ...).
+    pub metric: Option<String>,
+    /// Fired at or after this time (epoch seconds).
+    pub since: Option<f64>,
+    /// Fired before this time (epoch seconds).
+    pub until: Option<f64>,
+}
+
+impl AlertFilter {
+    /// The alerts of one run.
+    pub fn run(run_id: &str) -> AlertFilter {
+        AlertFilter {
+            run_id: Some(run_id.to_string()),
+            ..AlertFilter::default()
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use agentobs::{Error, LlmCall, Pipeline, Pricing, Record, ToolCall};
+use agentobs::{AlertFilter, Error, LlmCall, Pipeline, Pricing, Record, ToolCall};
 use proptest::prelude::*;
 use rusqlite::Connection;
 
@@ -55,8 +55,8 @@ fn cost_fires_strictly_above_and_once() {
     );
     let summary = p.end_run("r", "success").unwrap();
     assert_eq!(summary.alerts.len(), 1);
-    assert_eq!(p.alerts(None).unwrap().len(), 2);
-    assert_eq!(p.alerts(Some("other")).unwrap().len(), 1);
+    assert_eq!(p.alerts(&AlertFilter::default()).unwrap().len(), 2);
+    assert_eq!(p.alerts(&AlertFilter::run("other")).unwrap().len(), 1);
 }
 
 #[test]
@@ -447,4 +447,64 @@ fn unknown_pricing_does_not_block_alerts() {
     let p = Pipeline::open_in_memory(Pricing::empty()).unwrap();
     p.set_alert("llm_calls", 0.0).unwrap();
     assert_eq!(p.record_llm_call(llm("c", "r", 1, 1)).unwrap().len(), 1);
+}
+
+#[test]
+fn alerts_are_listed_with_filters() {
+    let p = Pipeline::open_in_memory(pricing()).unwrap();
+    p.set_alert("llm_calls", 0.0).unwrap();
+    p.set_alert("tokens", 1.0).unwrap();
+    p.record_llm_call(llm("a", "r1", 5, 5)).unwrap();
+    p.record_llm_call(llm("b", "r2", 0, 0)).unwrap();
+    assert_eq!(p.alerts(&AlertFilter::default()).unwrap().len(), 3);
+    assert_eq!(p.alerts(&AlertFilter::run("r1")).unwrap().len(), 2);
+    let by_metric = AlertFilter {
+        metric: Some("tokens".into()),
+        ..Default::default()
+    };
+    assert_eq!(p.alerts(&by_metric).unwrap().len(), 1);
+    let future = AlertFilter {
+        since: Some(4e9),
+        ..Default::default()
+    };
+    assert!(p.alerts(&future).unwrap().is_empty());
+    let bad = AlertFilter {
+        metric: Some("mood".into()),
+        ..Default::default()
+    };
+    assert!(matches!(p.alerts(&bad), Err(Error::UnknownMetric { .. })));
+}
+
+#[test]
+fn a_slow_callback_does_not_block_other_writers() {
+    use std::sync::mpsc;
+    let (_d, path) = temp_db();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
+    let slow = Pipeline::options()
+        .on_alert(move |_| {
+            entered_tx.lock().unwrap().send(()).unwrap();
+            // Hold the callback until the test has written elsewhere (bounded, never a hang).
+            let _ = released
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(30));
+        })
+        .open(&path, pricing())
+        .unwrap();
+    slow.set_alert("llm_calls", 0.0).unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| slow.record_llm_call(llm("c1", "r", 1, 1)).unwrap());
+        entered.recv().unwrap(); // the callback is running now
+                                 // The same pipeline and another one on the file both write while it runs.
+        assert!(slow
+            .record_llm_call(llm("c2", "r", 1, 1))
+            .unwrap()
+            .is_empty());
+        open(&path).record_tool_call(tool("t1", "r", true)).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(h.join().unwrap().len(), 1);
+    });
+    assert_eq!(open(&path).run("r").unwrap().unwrap().llm_calls, 2);
 }

@@ -1,6 +1,6 @@
 //! Unpriced calls, price history at the store, and re-pricing.
 
-use agentobs::{DashboardFilter, LlmCall, Pipeline, Pricing, RepriceScope};
+use agentobs::{AlertFilter, DashboardFilter, LlmCall, Pipeline, Pricing, RepriceScope};
 use rusqlite::Connection;
 
 use crate::util::{assert_rollups_consistent, llm, temp_db};
@@ -74,7 +74,7 @@ fn reprice_fills_unpriced_changes_computed_keeps_given_and_is_idempotent() {
         ..llm("c3", "r2", 1_000_000, 0)
     })
     .unwrap(); // given
-    let alerts_before = p.alerts(None).unwrap();
+    let alerts_before = p.alerts(&AlertFilter::default()).unwrap();
     drop(p);
 
     let new = Pricing::from_json_str(
@@ -129,7 +129,7 @@ fn reprice_fills_unpriced_changes_computed_keeps_given_and_is_idempotent() {
     );
     // Rollups equal their calls; no alert was re-fired.
     assert_rollups_consistent(&Connection::open(&path).unwrap());
-    assert_eq!(p.alerts(None).unwrap(), alerts_before);
+    assert_eq!(p.alerts(&AlertFilter::default()).unwrap(), alerts_before);
     assert_eq!(p.run("r1").unwrap().unwrap().cost_usd, 5.0);
     assert_eq!(p.run("r1").unwrap().unwrap().unpriced_calls, 0);
     let d = p.dashboard(&DashboardFilter::default()).unwrap();
