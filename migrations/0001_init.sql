@@ -102,9 +102,10 @@ CREATE TABLE latency_histogram (
     PRIMARY KEY (series, key, bucket)
 ) STRICT, WITHOUT ROWID;
 
--- Per UTC day of run start and per run status: the sums of the runs' rollups, kept current by every
--- write transaction, so whole-file totals (and cost per day) never scan the runs. Cost and tokens
--- are split in two (value = hi * 1e6 + lo, resp. * 1e9) so that no 64-bit addition can overflow.
+-- Per UTC day of run start and per final status: the sums of the *ended* runs' rollups, added when a
+-- run ends (and kept current by imports and re-pricing), so whole-file totals never scan the runs;
+-- the few running runs are summed live. Cost and tokens are split in two (value = hi * 1e6 + lo,
+-- resp. * 1e9) so that no 64-bit addition can overflow.
 CREATE TABLE daily_totals (
     day              TEXT NOT NULL,      -- 'YYYY-MM-DD', UTC, of the runs' started_at
     status           TEXT NOT NULL,

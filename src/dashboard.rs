@@ -211,13 +211,21 @@ macro_rules! run_totals_select {
     };
 }
 
-/// Every run: the per-day, per-status sums kept by the write path (a few rows per day), so
-/// whole-file totals cost the same at 100,000 runs as at 100.
-const DAILY_TOTALS: &str = "SELECT status, day, runs, llm_calls, tool_calls, tool_errors,
-    cached_calls, unpriced_calls, input_tokens_hi AS in_hi, input_tokens_lo AS in_lo,
-    output_tokens_hi AS out_hi, output_tokens_lo AS out_lo, unpriced_tokens_hi AS unp_hi,
-    unpriced_tokens_lo AS unp_lo, cost_microusd AS cost_hi, cost_rem_picousd AS cost_lo
-    FROM daily_totals";
+/// Every run: the per-day, per-status sums of the ended runs kept by the write path (a few rows
+/// per day), plus the running runs summed live through `runs_by_status`, so whole-file totals
+/// cost the same at 100,000 runs as at 100.
+const DAILY_TOTALS: &str = concat!(
+    // UNION ALL matches columns by position: the same order as `run_totals_select!`.
+    "SELECT status, day, runs, cost_microusd AS cost_hi, cost_rem_picousd AS cost_lo,
+        llm_calls, tool_calls, tool_errors, cached_calls, unpriced_calls,
+        input_tokens_hi AS in_hi, input_tokens_lo AS in_lo,
+        output_tokens_hi AS out_hi, output_tokens_lo AS out_lo,
+        unpriced_tokens_hi AS unp_hi, unpriced_tokens_lo AS unp_lo
+     FROM daily_totals
+     UNION ALL ",
+    run_totals_select!(),
+    " WHERE runs.status = 'running' GROUP BY status, day"
+);
 
 /// The runs in scope.
 const RUN_TOTALS: &str = concat!(
@@ -913,6 +921,11 @@ mod tests {
         assert!(
             p.contains("INDEX runs_by_started_at (started_at>? AND started_at<?)"),
             "{p}"
+        );
+        let p = plan(&conn, DAILY_TOTALS);
+        assert!(
+            p.contains("INDEX runs_by_status (status=?)"),
+            "running runs found by index:\n{p}"
         );
         let p = plan(&conn, RECENT_ALERTS_ALL);
         assert!(p.contains("INDEX alerts_by_fired_at"), "{p}");

@@ -658,7 +658,13 @@ impl<'c> Writer<'c> {
         *self.histogram.entry(k).or_default() += d;
     }
 
+    /// Adds to a `daily_totals` row. Running runs have none: they are summed live by the
+    /// dashboard (a file has few at a time), so a call recorded into a running run costs no
+    /// write here, and a run enters its day's row once, when it ends.
     fn daily_add(&mut self, day: &str, status: &str, d: DailyDelta) {
+        if status == "running" {
+            return;
+        }
         let key = (day.to_string(), status.to_string());
         if self.restoring {
             self.journal.push(Undo::Daily(key.clone(), d));
