@@ -387,7 +387,7 @@ impl Pipeline {
         if options.strict {
             let mut rejected = 0;
             let outcome = self.write(|tx| {
-                let mut writer = Writer::restoring(tx)?;
+                let mut writer = Writer::restoring(tx, true)?;
                 let mut counts = ImportReport::default();
                 while let Some((line_no, raw)) = lines.next_line()? {
                     // Every line is applied under its savepoint even after a bad one, so that
@@ -544,7 +544,7 @@ fn apply_batch(
     savepoints: bool,
     on_reject: &mut dyn FnMut(u64, &Error),
 ) -> Result<ImportReport> {
-    let mut writer = Writer::restoring(tx)?;
+    let mut writer = Writer::restoring(tx, savepoints)?;
     let mut counts = ImportReport::default();
     for (line_no, parsed) in staged {
         let (line, cost) = match parsed {

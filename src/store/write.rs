@@ -476,9 +476,11 @@ pub(crate) struct Writer<'c> {
     histogram: HashMap<HistogramKey, HistogramDelta>,
     /// `daily_totals` increments by (day, status), written at `finish`.
     daily: HashMap<(String, String), DailyDelta>,
-    /// Import: records may join ended runs (their run line came first), and each line can be
-    /// undone (`mark` / `rollback_to`) when its savepoint is rolled back.
+    /// Import: records may join ended runs (their run line came first).
     restoring: bool,
+    /// Whether each line's in-memory changes are journaled, to be undone (`mark` /
+    /// `rollback_to_mark`) when the line's savepoint is rolled back.
+    journaling: bool,
     journal: Vec<Undo>,
 }
 
@@ -573,15 +575,19 @@ impl<'c> Writer<'c> {
             histogram: HashMap::new(),
             daily: HashMap::new(),
             restoring: false,
+            journaling: false,
             journal: Vec::new(),
         })
     }
 
-    /// A writer that restores history (JSONL import): no alert is evaluated, calls may join
-    /// ended runs, and each line can be undone with [`Writer::mark`] / [`Writer::rollback_to`].
-    pub(crate) fn restoring(conn: &'c Connection) -> Result<Writer<'c>> {
+    /// A writer that restores history (JSONL import): no alert is evaluated and calls may join
+    /// ended runs. With `journaling`, each line can be undone with [`Writer::mark`] /
+    /// [`Writer::rollback_to_mark`] (the caller uses savepoints); without it, a failed line must
+    /// abort the whole transaction.
+    pub(crate) fn restoring(conn: &'c Connection, journaling: bool) -> Result<Writer<'c>> {
         let mut w = Writer::new(conn, false)?;
         w.restoring = true;
+        w.journaling = journaling;
         Ok(w)
     }
 
@@ -616,7 +622,7 @@ impl<'c> Writer<'c> {
     }
 
     fn remember(&mut self, undo: impl FnOnce(&Self) -> Option<Undo>) {
-        if self.restoring {
+        if self.journaling {
             if let Some(u) = undo(self) {
                 self.journal.push(u);
             }
@@ -652,7 +658,7 @@ impl<'c> Writer<'c> {
 
     fn histogram_add(&mut self, series: &'static str, key: &str, value: f64, d: HistogramDelta) {
         let k = (series, key.to_string(), percentile::bucket(value));
-        if self.restoring {
+        if self.journaling {
             self.journal.push(Undo::Histogram(k.clone(), d));
         }
         *self.histogram.entry(k).or_default() += d;
@@ -666,7 +672,7 @@ impl<'c> Writer<'c> {
             return;
         }
         let key = (day.to_string(), status.to_string());
-        if self.restoring {
+        if self.journaling {
             self.journal.push(Undo::Daily(key.clone(), d));
         }
         self.daily.entry(key).or_default().add(&d);
@@ -742,7 +748,7 @@ impl<'c> Writer<'c> {
             rollup: run.rollup,
         };
         let day = run.day.clone();
-        if self.restoring {
+        if self.journaling {
             self.journal
                 .push(Undo::Restore(run_id.to_string(), previous.0, previous.1));
         }
