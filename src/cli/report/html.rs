@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use agentobs::{Dashboard, DashboardFilter};
 
 use super::describe_filter;
-use super::fmt::{int, ms, pct, usd, usd_f};
+use super::fmt::int;
 use crate::cli::escape::html as esc;
 
 const CSS: &str = "
@@ -163,32 +163,7 @@ pub fn render(out: &mut dyn Write, d: &Dashboard, filter: &DashboardFilter) -> i
         esc(&describe_filter(filter)),
         int(d.runs)
     );
-    let cards = [
-        ("total cost", usd(d.total_cost_picousd)),
-        ("avg cost / run", usd_f(d.avg_cost_usd)),
-        ("LLM calls", int(d.llm_calls)),
-        ("tool calls", int(d.tool_calls)),
-        ("tool error rate", pct(d.tool_error_rate)),
-        ("cache hit rate", pct(d.cache_hit_rate)),
-        (
-            "LLM p50 / p95",
-            format!(
-                "{} / {}",
-                ms(d.llm_latency_ms.p50),
-                ms(d.llm_latency_ms.p95)
-            ),
-        ),
-        (
-            "run p50 / p95",
-            format!(
-                "{} / {}",
-                ms(d.run_duration_ms.p50),
-                ms(d.run_duration_ms.p95)
-            ),
-        ),
-        ("unpriced calls", int(d.unpriced_calls)),
-        ("alerts", int(d.alerts)),
-    ];
+    let cards = super::headline(d);
     h.push_str("<div class=\"cards\">");
     for (label, value) in cards {
         let _ = write!(

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use agentobs::{Dashboard, DashboardFilter};
 
 use super::describe_filter;
-use super::fmt::{int, ms, pct, usd, usd_f};
+use super::fmt::int;
 use crate::cli::escape::markdown as esc;
 
 pub fn render(out: &mut dyn Write, d: &Dashboard, filter: &DashboardFilter) -> io::Result<()> {
@@ -16,41 +16,7 @@ pub fn render(out: &mut dyn Write, d: &Dashboard, filter: &DashboardFilter) -> i
     )?;
     writeln!(out, "| metric | value |")?;
     writeln!(out, "| --- | ---: |")?;
-    let rows: Vec<(&str, String)> = vec![
-        ("runs", int(d.runs)),
-        ("LLM calls", int(d.llm_calls)),
-        ("tool calls", int(d.tool_calls)),
-        ("total cost", usd(d.total_cost_picousd)),
-        ("avg cost per run", usd_f(d.avg_cost_usd)),
-        ("unpriced calls", int(d.unpriced_calls)),
-        ("tool error rate", pct(d.tool_error_rate)),
-        ("cache hit rate", pct(d.cache_hit_rate)),
-        (
-            "LLM latency p50 / p95",
-            format!(
-                "{} / {}",
-                ms(d.llm_latency_ms.p50),
-                ms(d.llm_latency_ms.p95)
-            ),
-        ),
-        (
-            "tool latency p50 / p95",
-            format!(
-                "{} / {}",
-                ms(d.tool_latency_ms.p50),
-                ms(d.tool_latency_ms.p95)
-            ),
-        ),
-        (
-            "run duration p50 / p95",
-            format!(
-                "{} / {}",
-                ms(d.run_duration_ms.p50),
-                ms(d.run_duration_ms.p95)
-            ),
-        ),
-        ("alerts", int(d.alerts)),
-    ];
+    let rows = super::headline(d);
     for (k, v) in rows {
         writeln!(out, "| {k} | {v} |")?;
     }

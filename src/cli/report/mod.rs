@@ -156,6 +156,26 @@ impl Table {
     }
 }
 
+/// The headline figures, label and formatted value, in the order every format shows them.
+pub fn headline(d: &Dashboard) -> Vec<(&'static str, String)> {
+    use fmt::{int, ms, pct, usd, usd_f};
+    let p50_p95 = |p: &agentobs::Percentiles| format!("{} / {}", ms(p.p50), ms(p.p95));
+    vec![
+        ("runs", int(d.runs)),
+        ("LLM calls", int(d.llm_calls)),
+        ("tool calls", int(d.tool_calls)),
+        ("total cost", usd(d.total_cost_picousd)),
+        ("avg cost per run", usd_f(d.avg_cost_usd)),
+        ("unpriced calls", int(d.unpriced_calls)),
+        ("tool error rate", pct(d.tool_error_rate)),
+        ("cache hit rate", pct(d.cache_hit_rate)),
+        ("LLM latency p50 / p95", p50_p95(&d.llm_latency_ms)),
+        ("tool latency p50 / p95", p50_p95(&d.tool_latency_ms)),
+        ("run duration p50 / p95", p50_p95(&d.run_duration_ms)),
+        ("alerts", int(d.alerts)),
+    ]
+}
+
 /// The breakdown tables of a dashboard: models, tools, recent alerts.
 pub fn tables(d: &Dashboard) -> Vec<Table> {
     use fmt::{int, ms, pct, usd};
