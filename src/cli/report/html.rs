@@ -27,6 +27,7 @@ h1 { font-size: 1.4em; margin: 0 0 4px; } h2 { font-size: 1.1em; margin: 0 0 8px
         margin-top: 12px; }
 svg { width: 100%; height: auto; display: block; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
+svg text.tick { font-size: 9px; }
 svg .bar { fill: var(--bar); } svg .mark { stroke: var(--accent); stroke-width: 2; }
 svg .marklabel { fill: var(--accent); font-weight: 600; }
 table { width: 100%; border-collapse: collapse; font-size: .9em; }
@@ -101,10 +102,10 @@ fn bar_chart(
         );
         if i % label_every == 0 {
             let cx = x + slot * 0.4;
-            let short: String = label.chars().take(14).collect();
+            let short: String = label.chars().take(12).collect();
             let _ = write!(
                 svg,
-                r#"<text x="{cx:.1}" y="{}" text-anchor="end" transform="rotate(-30 {cx:.1} {})">{}</text>"#,
+                r#"<text class="tick" x="{cx:.1}" y="{}" text-anchor="end" transform="rotate(-30 {cx:.1} {})">{}</text>"#,
                 H - BOTTOM + 14.0,
                 H - BOTTOM + 14.0,
                 esc(&short)
