@@ -75,7 +75,7 @@ pub use jsonl::{ImportOptions, ImportReport};
 pub use percentile::percentile;
 pub use pricing::{
     format_picousd, picousd_to_usd, usd_to_picousd, Cost, LoadReport, Pricing, Usage,
-    BUILTIN_AS_OF, PICO_PER_USD,
+    BUILTIN_AS_OF, BUILTIN_SOURCE, PICO_PER_USD,
 };
 pub use record::{parse_time, Alert, LlmCall, Record, RunSummary, ToolCall, MAX_METADATA_DEPTH};
 pub use reprice::{RepriceReport, RepriceScope};

@@ -91,9 +91,10 @@ pub type CliResult = Result<(), Failure>;
 
 fn version_text() -> String {
     format!(
-        "{} (built-in prices as of {})",
+        "{} (built-in prices as of {}, from the {})",
         env!("CARGO_PKG_VERSION"),
-        agentobs::BUILTIN_AS_OF
+        agentobs::BUILTIN_AS_OF,
+        agentobs::BUILTIN_SOURCE
     )
 }
 

@@ -17,8 +17,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// The date the built-in price table was taken from the providers' list prices.
-pub const BUILTIN_AS_OF: &str = "2026-11-15";
+/// The date the built-in price table was taken, from the list prices in LiteLLM's community
+/// table as shipped in litellm 1.110.2 ([`BUILTIN_SOURCE`]).
+pub const BUILTIN_AS_OF: &str = "2026-12-04";
+
+/// Where the built-in prices come from.
+pub const BUILTIN_SOURCE: &str = "LiteLLM 1.110.2 price table";
 
 const BUILTIN_JSON: &str = include_str!("builtin.json");
 
