@@ -41,7 +41,8 @@ fn hostile() -> impl Strategy<Value = String> {
         Just("RTL \u{202e}txet and עברית".to_string()),
         Just("emoji 🦀🔥 and 中文".to_string()),
         Just("x".repeat(100_000)),
-        ".*",
+        // Any other non-empty text (ids and names cannot be empty).
+        ".+",
     ]
 }
 
