@@ -321,8 +321,11 @@ fn html_report_renders_in_a_headless_browser() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let profile = dir.path().join("profile");
-    let rendered = std::process::Command::new(browser)
+    // `timeout` (coreutils) bounds a browser that hangs instead of answering.
+    let rendered = std::process::Command::new("timeout")
         .args([
+            "120",
+            browser,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
