@@ -344,50 +344,75 @@ pub(crate) struct DailyDelta {
 }
 
 impl DailyDelta {
-    fn add(&mut self, d: &DailyDelta) {
-        self.runs += d.runs;
-        let r = &mut self.rollup;
-        let o = &d.rollup;
-        r.llm_calls = r.llm_calls.saturating_add(o.llm_calls);
-        r.tool_calls = r.tool_calls.saturating_add(o.tool_calls);
-        r.tool_errors = r.tool_errors.saturating_add(o.tool_errors);
-        r.input_tokens = r.input_tokens.saturating_add(o.input_tokens);
-        r.output_tokens = r.output_tokens.saturating_add(o.output_tokens);
-        r.cached_calls = r.cached_calls.saturating_add(o.cached_calls);
-        r.unpriced_calls = r.unpriced_calls.saturating_add(o.unpriced_calls);
-        r.unpriced_tokens = r.unpriced_tokens.saturating_add(o.unpriced_tokens);
-        r.cost_picousd = r.cost_picousd.saturating_add(o.cost_picousd);
-    }
-
     fn negated(&self) -> DailyDelta {
         DailyDelta {
             runs: -self.runs,
             rollup: self.rollup.negated(),
         }
     }
+
+    /// runs, llm_calls, tool_calls, tool_errors, cached_calls, unpriced_calls, input_tokens,
+    /// output_tokens, unpriced_tokens, cost_picousd.
+    fn fields(&self) -> [i128; 10] {
+        let r = &self.rollup;
+        [
+            self.runs,
+            r.llm_calls,
+            r.tool_calls,
+            r.tool_errors,
+            r.cached_calls,
+            r.unpriced_calls,
+            r.input_tokens,
+            r.output_tokens,
+            r.unpriced_tokens,
+            r.cost_picousd,
+        ]
+        .map(i128::from)
+    }
 }
 
-fn store_daily(conn: &Connection, day: &str, status: &str, d: &DailyDelta) -> Result<()> {
-    const TOKENS: i64 = 1_000_000_000;
-    const MICRO: i64 = 1_000_000;
-    let r = &d.rollup;
+/// The sum of many `DailyDelta`s in one transaction (128 bits: many runs can add up past 64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DailySum([i128; 10]);
+
+impl DailySum {
+    fn add(&mut self, d: &DailyDelta) {
+        for (a, b) in self.0.iter_mut().zip(d.fields()) {
+            *a += b;
+        }
+    }
+}
+
+fn store_daily(conn: &Connection, day: &str, status: &str, d: &DailySum) -> Result<()> {
+    const TOKENS: i128 = 1_000_000_000;
+    const MICRO: i128 = 1_000_000;
+    let fit = |v: i128| {
+        i64::try_from(v).map_err(|_| {
+            Error::invalid(
+                "started_at",
+                day,
+                "the day's totals would exceed 64-bit limits",
+            )
+        })
+    };
+    let [runs, llm, tool, errors, cached, unpriced, input, output, unpriced_tokens, cost] = d.0;
     conn.prepare_cached(UPSERT_DAILY)?.execute(params![
         day,
         status,
-        d.runs,
-        r.llm_calls,
-        r.tool_calls,
-        r.tool_errors,
-        r.cached_calls,
-        r.unpriced_calls,
-        r.input_tokens.div_euclid(TOKENS),
-        r.input_tokens.rem_euclid(TOKENS),
-        r.output_tokens.div_euclid(TOKENS),
-        r.output_tokens.rem_euclid(TOKENS),
-        r.unpriced_tokens.div_euclid(TOKENS),
-        r.unpriced_tokens.rem_euclid(TOKENS),
-        r.cost_picousd.div_euclid(MICRO),
-        r.cost_picousd.rem_euclid(MICRO),
+        fit(runs)?,
+        fit(llm)?,
+        fit(tool)?,
+        fit(errors)?,
+        fit(cached)?,
+        fit(unpriced)?,
+        fit(input.div_euclid(TOKENS))?,
+        fit(input.rem_euclid(TOKENS))?,
+        fit(output.div_euclid(TOKENS))?,
+        fit(output.rem_euclid(TOKENS))?,
+        fit(unpriced_tokens.div_euclid(TOKENS))?,
+        fit(unpriced_tokens.rem_euclid(TOKENS))?,
+        fit(cost.div_euclid(MICRO))?,
+        fit(cost.rem_euclid(MICRO))?,
     ])?;
     Ok(())
 }
@@ -399,9 +424,10 @@ pub(crate) struct HistogramDelta {
     pub errors: i64,
     pub cached_calls: i64,
     pub unpriced_calls: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cost_picousd: i64,
+    // Sums of many calls within one transaction: 128 bits, checked when stored.
+    pub input_tokens: i128,
+    pub output_tokens: i128,
+    pub cost_picousd: i128,
 }
 
 impl HistogramDelta {
@@ -424,9 +450,9 @@ impl std::ops::AddAssign for HistogramDelta {
         self.errors += d.errors;
         self.cached_calls += d.cached_calls;
         self.unpriced_calls += d.unpriced_calls;
-        self.input_tokens = self.input_tokens.saturating_add(d.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(d.output_tokens);
-        self.cost_picousd = self.cost_picousd.saturating_add(d.cost_picousd);
+        self.input_tokens += d.input_tokens;
+        self.output_tokens += d.output_tokens;
+        self.cost_picousd += d.cost_picousd;
     }
 }
 
@@ -438,6 +464,15 @@ pub(crate) fn add_to_histogram(
     bucket: i64,
     d: &HistogramDelta,
 ) -> Result<()> {
+    let fit = |v: i128| {
+        i64::try_from(v).map_err(|_| {
+            Error::invalid(
+                "model",
+                key,
+                "this model's totals would exceed the ledger's 64-bit limits",
+            )
+        })
+    };
     conn.prepare_cached(UPSERT_HISTOGRAM)?.execute(params![
         series,
         key,
@@ -446,10 +481,10 @@ pub(crate) fn add_to_histogram(
         d.errors,
         d.cached_calls,
         d.unpriced_calls,
-        d.input_tokens,
-        d.output_tokens,
-        d.cost_picousd.div_euclid(1_000_000),
-        d.cost_picousd.rem_euclid(1_000_000),
+        fit(d.input_tokens)?,
+        fit(d.output_tokens)?,
+        fit(d.cost_picousd.div_euclid(1_000_000))?,
+        fit(d.cost_picousd.rem_euclid(1_000_000))?,
     ])?;
     Ok(())
 }
@@ -475,7 +510,7 @@ pub(crate) struct Writer<'c> {
     /// Histogram increments, written at `finish`.
     histogram: HashMap<HistogramKey, HistogramDelta>,
     /// `daily_totals` increments by (day, status), written at `finish`.
-    daily: HashMap<(String, String), DailyDelta>,
+    daily: HashMap<(String, String), DailySum>,
     /// Import: records may join ended runs (their run line came first).
     restoring: bool,
     /// Whether each line's in-memory changes are journaled, to be undone (`mark` /
@@ -649,7 +684,7 @@ impl<'c> Writer<'c> {
             add_to_histogram(self.conn, series, key, *bucket, d)?;
         }
         for ((day, status), d) in &self.daily {
-            if *d != DailyDelta::default() {
+            if *d != DailySum::default() {
                 store_daily(self.conn, day, status, d)?;
             }
         }
@@ -838,7 +873,7 @@ impl<'c> Writer<'c> {
             call.latency_ms,
             HistogramDelta {
                 unpriced_calls: delta.unpriced_calls,
-                cost_picousd: delta.cost_picousd,
+                cost_picousd: delta.cost_picousd as i128,
                 ..HistogramDelta::default()
             },
         );
@@ -954,9 +989,9 @@ impl<'c> Writer<'c> {
                 errors: i64::from(call.error.is_some()),
                 cached_calls: delta.cached_calls,
                 unpriced_calls: delta.unpriced_calls,
-                input_tokens: call.input_tokens,
-                output_tokens: call.output_tokens,
-                cost_picousd: delta.cost_picousd,
+                input_tokens: call.input_tokens as i128,
+                output_tokens: call.output_tokens as i128,
+                cost_picousd: delta.cost_picousd as i128,
             },
         );
         // Alert rules are evaluated here, in the transaction of the insert, from the new rollup.
