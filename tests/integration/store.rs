@@ -714,3 +714,23 @@ fn builtin_pricing_opens_and_prices() {
     .unwrap();
     assert_eq!(p.run("r").unwrap().unwrap().cost_usd, 0.15);
 }
+
+#[test]
+fn totals_beyond_64_bits_are_a_typed_error_not_a_clamp() {
+    let (_dir, path) = temp_db();
+    let p = open(&path);
+    let half = i64::MAX / 2 + 1;
+    let big = |id: &str, run: &str| {
+        Record::Llm(LlmCall {
+            model: "not-priced".into(),
+            ..llm(id, run, half, 0)
+        })
+    };
+    let before = snapshot(&path);
+    // Each run alone is within limits; the model's histogram total is not.
+    match p.record_batch([big("a", "r1"), big("b", "r2")]) {
+        Err(Error::InvalidValue { field: "model", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(before, snapshot(&path));
+}
