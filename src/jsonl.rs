@@ -302,6 +302,18 @@ pub struct ImportReport {
     pub committed: bool,
 }
 
+impl ImportReport {
+    /// Adds one batch's counts.
+    fn absorb(&mut self, batch: &ImportReport) {
+        self.runs += batch.runs;
+        self.llm_calls += batch.llm_calls;
+        self.tool_calls += batch.tool_calls;
+        self.alerts += batch.alerts;
+        self.duplicates += batch.duplicates;
+        self.rejected += batch.rejected;
+    }
+}
+
 impl Pipeline {
     /// All records of one run as JSONL text (see [`Pipeline::export_jsonl_to`]).
     ///
@@ -454,12 +466,7 @@ impl Pipeline {
                 }
                 Err(e) => return Err(e),
             };
-            report.runs += counts.runs;
-            report.llm_calls += counts.llm_calls;
-            report.tool_calls += counts.tool_calls;
-            report.alerts += counts.alerts;
-            report.duplicates += counts.duplicates;
-            report.rejected += counts.rejected;
+            report.absorb(&counts);
             report.committed = true;
             on_progress(lines.bytes);
         }
