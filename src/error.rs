@@ -216,6 +216,15 @@ impl Error {
         }
     }
 
+    /// Whether the storage itself failed (I/O, busy, disk full, read-only), as opposed to the
+    /// input: an import stops at such an error instead of rejecting one line and going on.
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Io(_) | Error::Busy | Error::DiskFull | Error::ReadOnly(_)
+        )
+    }
+
     /// Whether retrying the same call later may succeed (the database was busy).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Busy)

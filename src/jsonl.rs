@@ -11,11 +11,14 @@
 //! Import reads the same lines in any order, from any number of runs, and commits in batches.
 //! It restores history rather than recording it live: calls may arrive for runs already ended
 //! (their run line came first), a run line completes a run that an earlier call started
-//! implicitly, alerts are restored as they were and no rule is evaluated. Each line is applied
-//! under a savepoint, so a bad line is rejected alone (or, with `strict`, the whole file is one
-//! transaction and any bad line rolls everything back).
+//! implicitly, alerts are restored as they were and no rule is evaluated. A bad line is rejected
+//! alone and leaves nothing behind (or, with `strict`, the whole file is one transaction and any
+//! bad line rolls everything back). Lines are read in chunks on the caller's thread, parsed and
+//! priced on a helper thread, and written on the caller's thread, in order.
 
 use std::io::{BufRead, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -25,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::record::{Alert, LlmCall, ToolCall};
 use crate::store::rows;
 use crate::store::write::{self, CallCost, Prepared, Writer, Written};
-use crate::Pipeline;
+use crate::{Pipeline, Pricing};
 
 /// The `run` line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -268,15 +271,21 @@ fn export_run(conn: &Connection, run_id: &str, out: &mut dyn Write) -> Result<u6
 pub struct ImportOptions {
     /// All or nothing: the whole input is one transaction, rolled back if any line is bad.
     pub strict: bool,
-    /// Lines per transaction when not strict (default 5,000).
+    /// Lines per transaction when not strict, at most (default 1,000,000). Larger transactions
+    /// import faster: a commit writes every page it changed, and the indexes' pages are changed
+    /// again by the next one.
     pub batch_lines: usize,
+    /// How long one transaction may hold the write lock, in milliseconds, when not strict
+    /// (default 1,000): other writers sharing the file wait at most about this long.
+    pub batch_max_ms: u64,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
             strict: false,
-            batch_lines: 5_000,
+            batch_lines: 1_000_000,
+            batch_max_ms: 1_000,
         }
     }
 }
@@ -373,10 +382,12 @@ impl Pipeline {
     }
 
     /// Imports JSONL records from `input` (any order, any number of runs), committing every
-    /// `batch_lines` lines (or, with `strict`, all lines in one transaction that is rolled back
-    /// if any line is bad). Each rejected line is passed to `on_reject` with its 1-based line
-    /// number and the reason; `on_progress` gets the bytes read so far after each batch. Memory
-    /// stays bounded by one line and one batch's run state, whatever the input's size.
+    /// `batch_lines` lines or `batch_max_ms` (or, with `strict`, all lines in one transaction
+    /// that is rolled back if any line is bad). Each rejected line is passed to `on_reject` with
+    /// its 1-based line number and the reason, in line order; `on_progress` gets the bytes
+    /// applied so far as the import goes. Lines are parsed on a helper thread while this one
+    /// writes; memory stays bounded (about 1 MiB of lines in flight, plus the page cache)
+    /// whatever the input's size.
     ///
     /// # Errors
     /// [`Error::Io`] when reading fails; storage failures (busy, disk full). A bad line is not
@@ -388,151 +399,171 @@ impl Pipeline {
         mut on_reject: impl FnMut(u64, &Error),
         mut on_progress: impl FnMut(u64),
     ) -> Result<ImportReport> {
-        let mut lines = LineReader {
-            input,
-            buf: Vec::new(),
-            line_no: 0,
-            bytes: 0,
-            done: false,
-        };
-        let mut report = ImportReport::default();
-        if options.strict {
-            let mut rejected = 0;
-            let outcome = self.write(|tx| {
-                let mut writer = Writer::restoring(tx, true)?;
-                let mut counts = ImportReport::default();
-                while let Some((line_no, raw)) = lines.next_line()? {
-                    // Every line is applied under its savepoint even after a bad one, so that
-                    // every bad line (conflicts included) is reported before the rollback.
-                    let applied = self.parse_and_prepare(raw, line_no).and_then(|p| match p {
-                        Some((line, cost)) => apply_line(tx, &mut writer, &line, cost)
-                            .map(|k| count(&mut counts, &line, k)),
-                        None => Ok(()),
-                    });
-                    if let Err(e) = applied {
-                        rejected += 1;
-                        on_reject(line_no, &e);
+        let (pricing, strict_pricing) = (self.pricing(), self.strict_pricing());
+        std::thread::scope(|scope| {
+            let (to_parser, parser_in) = mpsc::channel::<Chunk>();
+            let (parser_out, from_parser) = mpsc::channel::<Chunk>();
+            scope.spawn(move || {
+                for mut chunk in parser_in {
+                    chunk.parse(pricing, strict_pricing);
+                    if parser_out.send(chunk).is_err() {
+                        break;
                     }
                 }
-                if rejected > 0 {
-                    return Err(Error::Jsonl {
-                        line: 0,
-                        reason: "strict import rolled back".into(),
-                    });
+            });
+            let mut chunks = ParsedChunks {
+                reader: LineReader::new(input, options.batch_lines.clamp(1, CHUNK_LINES)),
+                to_parser,
+                from_parser,
+                in_flight: 0,
+                in_flight_bytes: 0,
+            };
+            let report = if options.strict {
+                self.import_strict(&mut chunks, &mut on_reject, &mut on_progress)
+            } else {
+                self.import_batches(&mut chunks, options, &mut on_reject, &mut on_progress)
+            };
+            // Dropping the sender ends the parser thread before the scope joins it.
+            drop(chunks.to_parser);
+            let mut report = report?;
+            report.lines = chunks.reader.line_no;
+            Ok(report)
+        })
+    }
+
+    /// All lines in one transaction, rolled back if any line is bad; every bad line (conflicts
+    /// included) is still reported.
+    fn import_strict<R: BufRead>(
+        &self,
+        chunks: &mut ParsedChunks<R>,
+        on_reject: &mut dyn FnMut(u64, &Error),
+        on_progress: &mut dyn FnMut(u64),
+    ) -> Result<ImportReport> {
+        let mut rejected = 0;
+        let outcome = self.write(|tx| {
+            let mut writer = Writer::restoring(tx)?;
+            let mut counts = ImportReport::default();
+            while let Some(mut chunk) = chunks.next()? {
+                apply_chunk(tx, &mut writer, &mut chunk, &mut counts, on_reject)?;
+                on_progress(chunk.end_bytes);
+            }
+            rejected = counts.rejected;
+            if rejected > 0 {
+                return Err(Error::Jsonl {
+                    line: 0,
+                    reason: "strict import rolled back".into(),
+                });
+            }
+            writer.finish()?;
+            Ok(counts)
+        });
+        match outcome {
+            Ok(counts) => Ok(ImportReport {
+                committed: true,
+                ..counts
+            }),
+            Err(Error::Jsonl { line: 0, .. }) if rejected > 0 => Ok(ImportReport {
+                rejected,
+                ..ImportReport::default()
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits every `batch_lines` lines or `batch_max_ms`, whichever comes first.
+    fn import_batches<R: BufRead>(
+        &self,
+        chunks: &mut ParsedChunks<R>,
+        options: &ImportOptions,
+        on_reject: &mut dyn FnMut(u64, &Error),
+        on_progress: &mut dyn FnMut(u64),
+    ) -> Result<ImportReport> {
+        let max_hold = Duration::from_millis(options.batch_max_ms);
+        let mut report = ImportReport::default();
+        loop {
+            let mut lines = 0;
+            let counts = self.write(|tx| {
+                let started = Instant::now();
+                let mut writer = Writer::restoring(tx)?;
+                let mut counts = ImportReport::default();
+                while let Some(mut chunk) = chunks.next()? {
+                    lines += chunk.lines.len();
+                    apply_chunk(tx, &mut writer, &mut chunk, &mut counts, on_reject)?;
+                    on_progress(chunk.end_bytes);
+                    if lines >= options.batch_lines || started.elapsed() >= max_hold {
+                        break;
+                    }
                 }
                 writer.finish()?;
                 Ok(counts)
-            });
-            on_progress(lines.bytes);
-            report = match outcome {
-                Ok(counts) => ImportReport {
-                    committed: true,
-                    ..counts
-                },
-                Err(Error::Jsonl { line: 0, .. }) if rejected > 0 => ImportReport {
-                    rejected,
-                    ..ImportReport::default()
-                },
-                Err(e) => return Err(e),
-            };
-            report.lines = lines.line_no;
-            return Ok(report);
-        }
-        let batch = options.batch_lines.max(1);
-        let mut staged: Vec<(u64, Result<Option<Prepped>>)> = Vec::with_capacity(batch);
-        while !lines.done {
-            // Parse a batch first (memory: one batch of lines), then apply it in one transaction.
-            staged.clear();
-            while staged.len() < batch {
-                let Some((line_no, raw)) = lines.next_line()? else {
-                    break;
-                };
-                staged.push((line_no, self.parse_and_prepare(raw, line_no)));
+            })?;
+            if lines == 0 {
+                return Ok(report);
             }
-            // Fast path: no savepoints. A line the database refuses (a conflicting duplicate)
-            // rolls the batch back, and the batch is applied again line by line under savepoints.
-            let fast = self.write(|tx| apply_batch(tx, &staged, false, &mut |_, _| {}));
-            let counts = match fast {
-                Ok(counts) => {
-                    for (line_no, parsed) in &staged {
-                        if let Err(e) = parsed {
-                            on_reject(*line_no, e);
-                        }
-                    }
-                    counts
-                }
-                Err(Error::Jsonl { line: 0, .. }) => {
-                    self.write(|tx| apply_batch(tx, &staged, true, &mut on_reject))?
-                }
-                Err(e) => return Err(e),
-            };
             report.absorb(&counts);
             report.committed = true;
-            on_progress(lines.bytes);
         }
-        report.lines = lines.line_no;
-        Ok(report)
     }
+}
 
-    fn parse_and_prepare(
-        &self,
-        raw: RawLine,
-        line_no: u64,
-    ) -> Result<Option<(Line, Option<CallCost>)>> {
-        let raw = match raw {
-            RawLine::Text(t) => t,
-            RawLine::TooLong(len) => {
-                return Err(Error::Jsonl {
-                    line: line_no,
-                    reason: format!(
-                        "line of {len} bytes is longer than the limit of {MAX_LINE_BYTES}"
-                    ),
-                })
-            }
-        };
-        match parse_line(raw, line_no)? {
-            Some(line) => self.prepare_line(line).map(Some),
-            None => Ok(None),
+/// Parses, validates and (for LLM calls) prices one raw line, without the database.
+fn parse_and_prepare(
+    pricing: &Pricing,
+    strict_pricing: bool,
+    raw: RawLine,
+    line_no: u64,
+) -> Result<Option<Prepped>> {
+    let raw = match raw {
+        RawLine::Text(t) => t,
+        RawLine::TooLong(len) => {
+            return Err(Error::Jsonl {
+                line: line_no,
+                reason: format!("line of {len} bytes is longer than the limit of {MAX_LINE_BYTES}"),
+            })
         }
+    };
+    match parse_line(raw, line_no)? {
+        Some(line) => prepare_line(pricing, strict_pricing, line).map(Some),
+        None => Ok(None),
     }
+}
 
-    /// Validates and (for LLM calls) prices one parsed line, without the database.
-    fn prepare_line(&self, line: Line) -> Result<(Line, Option<CallCost>)> {
-        let mut cost = None;
-        match &line {
-            Line::Run(r) => {
-                crate::record::check_id("run_id", &r.run_id)?;
-                crate::record::check_metadata("metadata", &r.metadata)?;
-                crate::record::check_finite("started_at", r.started_at)?;
-                if r.status.is_empty() {
-                    return Err(Error::invalid("status", "\"\"", "cannot be empty"));
-                }
-                if let Some(e) = r.ended_at {
-                    crate::record::check_finite("ended_at", e)?;
-                }
-                if (r.status == "running") != r.ended_at.is_none() {
-                    return Err(Error::invalid(
-                        "ended_at",
-                        format!("{:?} with status {:?}", r.ended_at, r.status),
-                        "a run has an end time exactly when its status is not \"running\"",
-                    ));
-                }
+/// Validates and (for LLM calls) prices one parsed line.
+fn prepare_line(pricing: &Pricing, strict_pricing: bool, line: Line) -> Result<Prepped> {
+    let mut cost = None;
+    match &line {
+        Line::Run(r) => {
+            crate::record::check_id("run_id", &r.run_id)?;
+            crate::record::check_metadata("metadata", &r.metadata)?;
+            crate::record::check_finite("started_at", r.started_at)?;
+            if r.status.is_empty() {
+                return Err(Error::invalid("status", "\"\"", "cannot be empty"));
             }
-            Line::LlmCall(l) => {
-                llm_call_of(l).validate()?;
-                cost = Some(cost_of_line(self, l)?);
+            if let Some(e) = r.ended_at {
+                crate::record::check_finite("ended_at", e)?;
             }
-            Line::ToolCall(t) => tool_call_of(t).validate()?,
-            Line::Alert(a) => {
-                crate::record::check_id("run_id", &a.run_id)?;
-                a.metric.parse::<crate::alerts::Metric>()?;
-                crate::record::check_finite("value", a.value)?;
-                crate::record::check_finite("threshold", a.threshold)?;
-                crate::record::check_finite("fired_at", a.fired_at)?;
+            if (r.status == "running") != r.ended_at.is_none() {
+                return Err(Error::invalid(
+                    "ended_at",
+                    format!("{:?} with status {:?}", r.ended_at, r.status),
+                    "a run has an end time exactly when its status is not \"running\"",
+                ));
             }
         }
-        Ok((line, cost))
+        Line::LlmCall(l) => {
+            llm_call_of(l).validate()?;
+            cost = Some(cost_of_line(pricing, strict_pricing, l)?);
+        }
+        Line::ToolCall(t) => tool_call_of(t).validate()?,
+        Line::Alert(a) => {
+            crate::record::check_id("run_id", &a.run_id)?;
+            a.metric.parse::<crate::alerts::Metric>()?;
+            crate::record::check_finite("value", a.value)?;
+            crate::record::check_finite("threshold", a.threshold)?;
+            crate::record::check_finite("fired_at", a.fired_at)?;
+        }
     }
+    Ok((line, cost))
 }
 
 /// The longest line import accepts: a longer one is reported and skipped without being held
@@ -542,62 +573,18 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// A parsed, validated line ready to apply (and its price, for an LLM call).
 type Prepped = (Line, Option<CallCost>);
 
-/// Applies one parsed batch in the open transaction. Without `savepoints`, the first line the
-/// database refuses aborts the batch with `Error::Jsonl { line: 0 }` (the caller retries with
-/// savepoints); with them, each refused line is rolled back alone and reported.
-fn apply_batch(
-    tx: &Connection,
-    staged: &[(u64, Result<Option<Prepped>>)],
-    savepoints: bool,
-    on_reject: &mut dyn FnMut(u64, &Error),
-) -> Result<ImportReport> {
-    let mut writer = Writer::restoring(tx, savepoints)?;
-    let mut counts = ImportReport::default();
-    for (line_no, parsed) in staged {
-        let (line, cost) = match parsed {
-            Ok(Some(p)) => p,
-            Ok(None) => continue,
-            Err(e) => {
-                counts.rejected += 1;
-                if savepoints {
-                    on_reject(*line_no, e);
-                }
-                continue;
-            }
-        };
-        let applied = if savepoints {
-            apply_line(tx, &mut writer, line, *cost)
-        } else {
-            apply_line_inner(tx, &mut writer, line, *cost)
-        };
-        match applied {
-            Ok(k) => count(&mut counts, line, k),
-            Err(e) if savepoints => {
-                counts.rejected += 1;
-                on_reject(*line_no, &e);
-            }
-            Err(e @ (Error::Io(_) | Error::Busy | Error::DiskFull | Error::ReadOnly(_))) => {
-                return Err(e)
-            }
-            Err(_) => {
-                return Err(Error::Jsonl {
-                    line: 0,
-                    reason: "retry with savepoints".into(),
-                })
-            }
-        }
-    }
-    writer.finish()?;
-    Ok(counts)
-}
+/// Lines per chunk: the unit read on the caller's thread and parsed on the helper thread.
+const CHUNK_LINES: usize = 1_024;
+/// Text per chunk, at most (a longer line makes a chunk of its own).
+const CHUNK_BYTES: usize = 1 << 20;
+/// Text read ahead of the writer, at most (beyond one chunk).
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
-/// Reads lines one at a time into one reused buffer.
-struct LineReader<R> {
-    input: R,
-    buf: Vec<u8>,
-    line_no: u64,
-    bytes: u64,
-    done: bool,
+/// Where a line lies in its chunk's text, or how long it was when over [`MAX_LINE_BYTES`].
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    Text { start: usize, end: usize },
+    TooLong(u64),
 }
 
 /// One raw line: its bytes (with the newline, if any), or how long it was when over the limit.
@@ -606,46 +593,179 @@ enum RawLine<'a> {
     TooLong(u64),
 }
 
-impl<R: BufRead> LineReader<R> {
-    /// The next line and its 1-based number.
-    fn next_line(&mut self) -> Result<Option<(u64, RawLine<'_>)>> {
-        self.buf.clear();
-        let mut len = 0u64;
-        loop {
-            let chunk = self.input.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            let (take, end) = match memchr_newline(chunk) {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
+/// Consecutive lines: read on the caller's thread, parsed and priced on the helper thread,
+/// applied on the caller's thread.
+#[derive(Default)]
+struct Chunk {
+    /// The 1-based number of the first line.
+    first_line: u64,
+    /// Input bytes read through the end of this chunk.
+    end_bytes: u64,
+    text: Vec<u8>,
+    lines: Vec<Span>,
+    /// One result per line once parsed.
+    results: Vec<Result<Option<Prepped>>>,
+}
+
+impl Chunk {
+    fn parse(&mut self, pricing: &Pricing, strict_pricing: bool) {
+        self.results.clear();
+        for (line_no, span) in (self.first_line..).zip(&self.lines) {
+            let raw = match *span {
+                Span::Text { start, end } => RawLine::Text(&self.text[start..end]),
+                Span::TooLong(len) => RawLine::TooLong(len),
             };
-            if self.buf.len() + take <= MAX_LINE_BYTES {
-                self.buf.extend_from_slice(&chunk[..take]);
-            }
-            len += take as u64;
-            self.input.consume(take);
-            if end {
-                break;
-            }
+            self.results
+                .push(parse_and_prepare(pricing, strict_pricing, raw, line_no));
         }
-        if len == 0 {
-            self.done = true;
-            return Ok(None);
-        }
-        self.bytes += len;
-        self.line_no += 1;
-        let raw = if len as usize > self.buf.len() {
-            RawLine::TooLong(len)
-        } else {
-            RawLine::Text(&self.buf)
-        };
-        Ok(Some((self.line_no, raw)))
     }
 }
 
-fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+/// Reads lines into chunks.
+struct LineReader<R> {
+    input: R,
+    chunk_lines: usize,
+    line_no: u64,
+    bytes: u64,
+    done: bool,
+}
+
+impl<R: BufRead> LineReader<R> {
+    fn new(input: R, chunk_lines: usize) -> Self {
+        LineReader {
+            input,
+            chunk_lines,
+            line_no: 0,
+            bytes: 0,
+            done: false,
+        }
+    }
+
+    /// The next lines; an empty chunk at the end of the input.
+    fn next_chunk(&mut self) -> Result<Chunk> {
+        let mut chunk = Chunk {
+            first_line: self.line_no + 1,
+            ..Chunk::default()
+        };
+        while !self.done && chunk.lines.len() < self.chunk_lines && chunk.text.len() < CHUNK_BYTES {
+            let start = chunk.text.len();
+            let mut len = 0u64;
+            loop {
+                let buf = self.input.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                // A line over the limit is measured, not kept.
+                if len + take as u64 <= MAX_LINE_BYTES as u64 {
+                    chunk.text.extend_from_slice(&buf[..take]);
+                }
+                len += take as u64;
+                self.input.consume(take);
+                if end {
+                    break;
+                }
+            }
+            if len == 0 {
+                self.done = true;
+                break;
+            }
+            self.bytes += len;
+            self.line_no += 1;
+            chunk.end_bytes = self.bytes;
+            chunk.lines.push(if len > MAX_LINE_BYTES as u64 {
+                chunk.text.truncate(start);
+                Span::TooLong(len)
+            } else {
+                Span::Text {
+                    start,
+                    end: chunk.text.len(),
+                }
+            });
+        }
+        Ok(chunk)
+    }
+}
+
+/// The parsed chunks of an input, in order, with a bounded amount read ahead.
+struct ParsedChunks<R> {
+    reader: LineReader<R>,
+    to_parser: mpsc::Sender<Chunk>,
+    from_parser: mpsc::Receiver<Chunk>,
+    in_flight: usize,
+    in_flight_bytes: usize,
+}
+
+impl<R: BufRead> ParsedChunks<R> {
+    /// The next parsed chunk; `None` at the end of the input.
+    fn next(&mut self) -> Result<Option<Chunk>> {
+        while !self.reader.done && (self.in_flight == 0 || self.in_flight_bytes < READ_AHEAD_BYTES)
+        {
+            let chunk = self.reader.next_chunk()?;
+            if chunk.lines.is_empty() {
+                break;
+            }
+            self.in_flight += 1;
+            self.in_flight_bytes += chunk.text.len();
+            self.to_parser.send(chunk).map_err(|_| parser_stopped())?;
+        }
+        if self.in_flight == 0 {
+            return Ok(None);
+        }
+        let chunk = self.from_parser.recv().map_err(|_| parser_stopped())?;
+        self.in_flight -= 1;
+        self.in_flight_bytes -= chunk.text.len();
+        Ok(Some(chunk))
+    }
+}
+
+fn parser_stopped() -> Error {
+    Error::Io(std::io::Error::other("the JSONL parser thread stopped"))
+}
+
+/// Applies one parsed chunk in the open transaction. Each refused line changes nothing and is
+/// reported; only a failure of the storage itself (I/O, busy, disk full, read-only) is an error.
+///
+/// A line that writes one row needs no savepoint: the statement is atomic, and everything that
+/// can refuse the line does so before it (the writer's in-memory state changes after). A line
+/// that may write more (a run line, an alert, a call that starts its run) runs under one.
+fn apply_chunk(
+    tx: &Connection,
+    writer: &mut Writer,
+    chunk: &mut Chunk,
+    counts: &mut ImportReport,
+    on_reject: &mut dyn FnMut(u64, &Error),
+) -> Result<()> {
+    for (line_no, parsed) in (chunk.first_line..).zip(chunk.results.drain(..)) {
+        let applied = parsed.and_then(|parsed| {
+            let Some((line, cost)) = parsed else {
+                return Ok(());
+            };
+            let one_row = match &line {
+                Line::LlmCall(l) => writer.has_run(&l.run_id)?,
+                Line::ToolCall(t) => writer.has_run(&t.run_id)?,
+                Line::Run(_) | Line::Alert(_) => false,
+            };
+            let written = if one_row {
+                apply_line_inner(tx, writer, &line, cost)
+            } else {
+                apply_line(tx, writer, &line, cost)
+            };
+            written.map(|k| count(counts, &line, k))
+        });
+        match applied {
+            Ok(()) => {}
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                counts.rejected += 1;
+                on_reject(line_no, &e);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn count(c: &mut ImportReport, line: &Line, kind: Written) {
@@ -730,7 +850,7 @@ fn tool_call_of(t: &ToolLine) -> ToolCall {
 
 /// The cost a line restores: its exact origin when the line says it (`cost_source`), else the
 /// rule of a live record (a given `cost_usd` is kept; none is priced from the table).
-fn cost_of_line(p: &Pipeline, l: &LlmLine) -> Result<CallCost> {
+fn cost_of_line(pricing: &Pricing, strict_pricing: bool, l: &LlmLine) -> Result<CallCost> {
     let invalid = |reason: &str| {
         Error::invalid(
             "cost_source",
@@ -755,12 +875,7 @@ fn cost_of_line(p: &Pipeline, l: &LlmLine) -> Result<CallCost> {
         }
         (Some(_), _, _) => Err(invalid("expected \"given\", \"computed\" or \"unpriced\"")),
         (None, _, Some(_)) => Err(invalid("cost_picousd needs cost_source")),
-        (None, _, None) => write::price_call(
-            p.pricing(),
-            p.strict_pricing(),
-            &llm_call_of(l),
-            l.timestamp,
-        ),
+        (None, _, None) => write::price_call(pricing, strict_pricing, &llm_call_of(l), l.timestamp),
     }
 }
 
@@ -783,6 +898,7 @@ fn apply_line(
     w.mark();
     match apply_line_inner(tx, w, line, cost) {
         Ok(k) => {
+            w.release_mark();
             tx.prepare_cached("RELEASE line")?.execute([])?;
             Ok(k)
         }

@@ -513,8 +513,8 @@ pub(crate) struct Writer<'c> {
     daily: HashMap<(String, String), DailySum>,
     /// Import: records may join ended runs (their run line came first).
     restoring: bool,
-    /// Whether each line's in-memory changes are journaled, to be undone (`mark` /
-    /// `rollback_to_mark`) when the line's savepoint is rolled back.
+    /// Whether the current line's in-memory changes are journaled, to be undone (`mark` /
+    /// `rollback_to_mark`) when its savepoint is rolled back.
     journaling: bool,
     journal: Vec<Undo>,
 }
@@ -616,19 +616,29 @@ impl<'c> Writer<'c> {
     }
 
     /// A writer that restores history (JSONL import): no alert is evaluated and calls may join
-    /// ended runs. With `journaling`, each line can be undone with [`Writer::mark`] /
-    /// [`Writer::rollback_to_mark`] (the caller uses savepoints); without it, a failed line must
-    /// abort the whole transaction.
-    pub(crate) fn restoring(conn: &'c Connection, journaling: bool) -> Result<Writer<'c>> {
+    /// ended runs. A line that writes more than once is applied between [`Writer::mark`] and
+    /// [`Writer::release_mark`] or [`Writer::rollback_to_mark`] (the caller holds a savepoint).
+    pub(crate) fn restoring(conn: &'c Connection) -> Result<Writer<'c>> {
         let mut w = Writer::new(conn, false)?;
         w.restoring = true;
-        w.journaling = journaling;
         Ok(w)
     }
 
-    /// Starts a line: later changes can be undone back to here.
+    /// Starts journaling a line's in-memory changes, so that they can be undone.
     pub(crate) fn mark(&mut self) {
         self.journal.clear();
+        self.journaling = true;
+    }
+
+    /// Keeps the line's changes and stops journaling.
+    pub(crate) fn release_mark(&mut self) {
+        self.journal.clear();
+        self.journaling = false;
+    }
+
+    /// Whether the run exists (in this transaction's cache or the database).
+    pub(crate) fn has_run(&mut self, run_id: &str) -> Result<bool> {
+        Ok(self.run_state(run_id)?.is_some())
     }
 
     /// Undoes the in-memory changes since [`Writer::mark`] (the caller rolled back the
@@ -654,6 +664,7 @@ impl<'c> Writer<'c> {
                 }
             }
         }
+        self.journaling = false;
     }
 
     fn remember(&mut self, undo: impl FnOnce(&Self) -> Option<Undo>) {
@@ -952,6 +963,10 @@ impl<'c> Writer<'c> {
                 |e| compare_llm(e, call, &cost),
             );
         }
+        // Everything that can refuse the call does so before its row is written, so that a
+        // refused call leaves nothing behind even without a savepoint.
+        let delta = Rollup::of_llm(call, &cost);
+        let rollup = rollup.add(&delta, &call.run_id)?;
         let inserted = self.conn.prepare_cached(INSERT_LLM)?.execute(params![
             call.call_id,
             call.run_id,
@@ -977,8 +992,6 @@ impl<'c> Writer<'c> {
                 .map(|e| compare_llm(&e, call, &cost).map(|()| Written::Duplicate))
                 .unwrap_or(Ok(Written::Duplicate));
         }
-        let delta = Rollup::of_llm(call, &cost);
-        let rollup = rollup.add(&delta, &call.run_id)?;
         self.set_rollup(&call.run_id, rollup);
         self.histogram_add(
             "llm",
@@ -1010,6 +1023,13 @@ impl<'c> Writer<'c> {
                 |e| compare_tool(e, call),
             );
         }
+        let failed = i64::from(!call.success);
+        let delta = Rollup {
+            tool_calls: 1,
+            tool_errors: failed,
+            ..Rollup::default()
+        };
+        let rollup = rollup.add(&delta, &call.run_id)?;
         let inserted = self.conn.prepare_cached(INSERT_TOOL)?.execute(params![
             call.call_id,
             call.run_id,
@@ -1027,13 +1047,6 @@ impl<'c> Writer<'c> {
                 .map(|e| compare_tool(&e, call).map(|()| Written::Duplicate))
                 .unwrap_or(Ok(Written::Duplicate));
         }
-        let failed = i64::from(!call.success);
-        let delta = Rollup {
-            tool_calls: 1,
-            tool_errors: failed,
-            ..Rollup::default()
-        };
-        let rollup = rollup.add(&delta, &call.run_id)?;
         self.set_rollup(&call.run_id, rollup);
         self.histogram_add(
             "tool",

@@ -14,6 +14,7 @@ fn import(p: &Pipeline, text: &str, strict: bool) -> (ImportReport, Vec<(u64, St
     let options = ImportOptions {
         strict,
         batch_lines: 3,
+        ..ImportOptions::default()
     };
     let report = p
         .import_jsonl(
@@ -231,4 +232,116 @@ fn exporting_an_unknown_run_is_an_error() {
         p.export_jsonl("nope"),
         Err(Error::UnknownRun { .. })
     ));
+}
+
+/// Lines refused inside a large batch (written without per-line savepoints) leave nothing
+/// behind, and every rejection is reported once, in line order, across chunk boundaries.
+#[test]
+fn refused_lines_in_a_large_batch_leave_nothing_behind() {
+    let (_dir, path) = temp_db();
+    let p = open(&path);
+    p.start_run_at("r0", json!({"team": "a"}), 1.0).unwrap();
+    p.record_tool_call(tool("t-old", "r0", true)).unwrap();
+    let good_tool = |i: usize| {
+        format!(
+            r#"{{"type":"tool_call","call_id":"t{i}","run_id":"r1","tool_name":"x","latency_ms":{i},"success":true,"timestamp":2}}"#
+        )
+    };
+    let half_max = i64::MAX / 2 + 1;
+    let mut lines: Vec<String> = vec![
+        r#"{"type":"run","run_id":"r1","metadata":{},"status":"running","started_at":2}"#.into(),
+    ];
+    let mut expected = Vec::new();
+    let bad: Vec<(usize, String)> = vec![
+        // A conflicting duplicate into a stored run: one statement, refused before writing.
+        (700, r#"{"type":"tool_call","call_id":"t-old","run_id":"r0","tool_name":"other","latency_ms":1,"success":true,"timestamp":1}"#.into()),
+        // The same id under a run that does not exist: the run must not be created either.
+        (1500, r#"{"type":"tool_call","call_id":"t-old","run_id":"r-new","tool_name":"x","latency_ms":1,"success":true,"timestamp":1}"#.into()),
+        // A run line contradicting the stored run.
+        (2100, r#"{"type":"run","run_id":"r0","metadata":{"team":"b"},"status":"running","started_at":1}"#.into()),
+        // Not JSON, between two chunks' worth of good lines.
+        (2600, "{oops".into()),
+        // Tokens past the run's 64-bit total (the call before it takes half of it).
+        (3001, format!(r#"{{"type":"llm_call","call_id":"big-2","run_id":"r1","model":"m","input_tokens":{half_max},"output_tokens":0,"latency_ms":1,"cost_usd":0,"timestamp":2}}"#)),
+    ];
+    for i in 2..=3100 {
+        if let Some((_, line)) = bad.iter().find(|(n, _)| *n == i) {
+            lines.push(line.clone());
+            expected.push(i as u64);
+        } else if i == 3000 {
+            lines.push(format!(r#"{{"type":"llm_call","call_id":"big-1","run_id":"r1","model":"m","input_tokens":{half_max},"output_tokens":0,"latency_ms":1,"cost_usd":0,"timestamp":2}}"#));
+        } else {
+            lines.push(good_tool(i));
+        }
+    }
+    let text = lines.join("\n") + "\n";
+    let mut rejected = Vec::new();
+    let report = p
+        .import_jsonl(
+            Cursor::new(text.as_bytes()),
+            &ImportOptions::default(),
+            |line, e| rejected.push((line, e.to_string())),
+            |_| {},
+        )
+        .unwrap();
+    let numbers: Vec<u64> = rejected.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, expected, "{rejected:#?}");
+    assert!(rejected[4].1.contains("64-bit"), "{}", rejected[4].1);
+    assert_eq!(report.rejected, 5);
+    assert_eq!(report.lines, 3100);
+    assert_eq!((report.runs, report.llm_calls), (1, 1));
+    assert_eq!(report.tool_calls, 3100 - 1 - 5 - 1);
+    assert!(
+        p.run("r-new").unwrap().is_none(),
+        "no run from a refused line"
+    );
+    let r0 = p.run("r0").unwrap().unwrap();
+    assert_eq!(
+        (r0.tool_calls, r0.metadata.clone()),
+        (1, json!({"team": "a"}))
+    );
+    let r1 = p.run("r1").unwrap().unwrap();
+    assert_eq!((r1.llm_calls, r1.input_tokens), (1, half_max));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let big2: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM llm_calls WHERE call_id = 'big-2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(big2, 0);
+    crate::util::assert_rollups_consistent(&conn);
+}
+
+/// Progress is reported as lines are applied, ends at the input's size, and never goes back.
+#[test]
+fn progress_reaches_the_input_size() {
+    let mut text = String::from(
+        r#"{"type":"run","run_id":"r","metadata":{},"status":"running","started_at":1}"#,
+    );
+    text.push('\n');
+    for i in 0..5000 {
+        text.push_str(&format!(r#"{{"type":"tool_call","call_id":"t{i}","run_id":"r","tool_name":"x","latency_ms":1,"success":true,"timestamp":1}}"#));
+        text.push('\n');
+    }
+    for strict in [false, true] {
+        let p = Pipeline::open_in_memory(pricing()).unwrap();
+        let mut seen = Vec::new();
+        let options = ImportOptions {
+            strict,
+            batch_lines: 2_000,
+            ..ImportOptions::default()
+        };
+        p.import_jsonl(
+            Cursor::new(text.as_bytes()),
+            &options,
+            |_, _| {},
+            |b| seen.push(b),
+        )
+        .unwrap();
+        assert!(seen.len() >= 3, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_eq!(*seen.last().unwrap(), text.len() as u64);
+    }
 }
