@@ -276,7 +276,8 @@ pub struct ImportOptions {
     /// again by the next one.
     pub batch_lines: usize,
     /// How long one transaction may hold the write lock, in milliseconds, when not strict
-    /// (default 1,000): other writers sharing the file wait at most about this long.
+    /// (default 2,000). Between two batches the import pauses 100 ms, so that other writers
+    /// sharing the file get in: they wait at most about `batch_max_ms` + 100 ms.
     pub batch_max_ms: u64,
 }
 
@@ -285,7 +286,7 @@ impl Default for ImportOptions {
         ImportOptions {
             strict: false,
             batch_lines: 1_000_000,
-            batch_max_ms: 1_000,
+            batch_max_ms: 2_000,
         }
     }
 }
@@ -502,6 +503,12 @@ impl Pipeline {
             }
             report.absorb(&counts);
             report.committed = true;
+            if !chunks.reader.done {
+                // SQLite has no queue for the write lock: a waiting writer sleeps and retries,
+                // and would find the next batch holding it again. Pausing as long as its longest
+                // sleep lets any writer that waited for this batch in.
+                std::thread::sleep(WRITER_RETRY_MAX);
+            }
         }
     }
 }
@@ -572,6 +579,9 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// A parsed, validated line ready to apply (and its price, for an LLM call).
 type Prepped = (Line, Option<CallCost>);
+
+/// The longest pause of SQLite's busy handler between two tries at the write lock.
+const WRITER_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// Lines per chunk: the unit read on the caller's thread and parsed on the helper thread.
 const CHUNK_LINES: usize = 1_024;

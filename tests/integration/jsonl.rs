@@ -345,3 +345,56 @@ fn progress_reaches_the_input_size() {
         assert_eq!(*seen.last().unwrap(), text.len() as u64);
     }
 }
+
+/// An import commits often enough (`batch_max_ms`), and pauses between batches long enough, that
+/// a live writer sharing the file with a short busy timeout is never refused while a large import
+/// runs. (Without the pause the live writer starves: it sleeps while the lock is free and wakes
+/// to find the next batch holding it. With one 60 s batch it times out.)
+#[test]
+fn a_live_writer_is_not_starved_by_an_import() {
+    let (_dir, path) = temp_db();
+    let mut text = String::from(
+        r#"{"type":"run","run_id":"imported","metadata":{},"status":"running","started_at":1}"#,
+    );
+    text.push('\n');
+    for i in 0..100_000 {
+        text.push_str(&format!(r#"{{"type":"tool_call","call_id":"i{i}","run_id":"imported","tool_name":"x","latency_ms":{i},"success":true,"timestamp":1}}"#));
+        text.push('\n');
+    }
+    let importer = open(&path);
+    let live = Pipeline::options()
+        .busy_timeout(std::time::Duration::from_millis(200))
+        .open(&path, pricing())
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let recorded = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                live.record_tool_call(tool(&format!("live{n}"), "live", true))
+                    .unwrap_or_else(|e| panic!("live write {n} refused during the import: {e}"));
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            n
+        });
+        let options = ImportOptions {
+            batch_max_ms: 50,
+            ..ImportOptions::default()
+        };
+        let report = importer
+            .import_jsonl(
+                Cursor::new(text.as_bytes()),
+                &options,
+                |l, e| panic!("{l}: {e}"),
+                |_| {},
+            )
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(report.tool_calls, 100_000);
+        writer.join().unwrap()
+    });
+    assert!(recorded > 0);
+    assert_eq!(live.run("live").unwrap().unwrap().tool_calls, recorded);
+    crate::util::assert_rollups_consistent(&rusqlite::Connection::open(&path).unwrap());
+}
