@@ -226,6 +226,9 @@ fn set_pragmas(conn: &Connection, config: &ConnConfig, reader: bool) -> Result<(
     conn.pragma_update(None, "cache_size", -config.cache_size_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    // A large transaction (an import batch) grows the WAL past the checkpoint size; without a
+    // limit the file would keep that size on disk for as long as the database stays open.
+    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     if let Some(bytes) = config.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (bytes / page_size.max(1) as u64).max(1);
