@@ -314,17 +314,23 @@ fn refused_lines_in_a_large_batch_leave_nothing_behind() {
     crate::util::assert_rollups_consistent(&conn);
 }
 
+/// JSONL of a running run and `calls` tool calls in it.
+fn run_of_tool_calls(run_id: &str, calls: usize) -> String {
+    let mut text = format!(
+        r#"{{"type":"run","run_id":"{run_id}","metadata":{{}},"status":"running","started_at":1}}"#
+    );
+    text.push('\n');
+    for i in 0..calls {
+        text.push_str(&format!(r#"{{"type":"tool_call","call_id":"{run_id}-{i}","run_id":"{run_id}","tool_name":"x","latency_ms":{i},"success":true,"timestamp":1}}"#));
+        text.push('\n');
+    }
+    text
+}
+
 /// Progress is reported as lines are applied, ends at the input's size, and never goes back.
 #[test]
 fn progress_reaches_the_input_size() {
-    let mut text = String::from(
-        r#"{"type":"run","run_id":"r","metadata":{},"status":"running","started_at":1}"#,
-    );
-    text.push('\n');
-    for i in 0..5000 {
-        text.push_str(&format!(r#"{{"type":"tool_call","call_id":"t{i}","run_id":"r","tool_name":"x","latency_ms":1,"success":true,"timestamp":1}}"#));
-        text.push('\n');
-    }
+    let text = run_of_tool_calls("r", 5_000);
     for strict in [false, true] {
         let p = Pipeline::open_in_memory(pricing()).unwrap();
         let mut seen = Vec::new();
@@ -353,14 +359,7 @@ fn progress_reaches_the_input_size() {
 #[test]
 fn a_live_writer_is_not_starved_by_an_import() {
     let (_dir, path) = temp_db();
-    let mut text = String::from(
-        r#"{"type":"run","run_id":"imported","metadata":{},"status":"running","started_at":1}"#,
-    );
-    text.push('\n');
-    for i in 0..100_000 {
-        text.push_str(&format!(r#"{{"type":"tool_call","call_id":"i{i}","run_id":"imported","tool_name":"x","latency_ms":{i},"success":true,"timestamp":1}}"#));
-        text.push('\n');
-    }
+    let text = run_of_tool_calls("imported", 100_000);
     let importer = open(&path);
     let live = Pipeline::options()
         .busy_timeout(std::time::Duration::from_millis(200))
