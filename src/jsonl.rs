@@ -276,8 +276,9 @@ pub struct ImportOptions {
     /// again by the next one.
     pub batch_lines: usize,
     /// How long one transaction may hold the write lock, in milliseconds, when not strict
-    /// (default 2,000). Between two batches the import pauses 100 ms, so that other writers
-    /// sharing the file get in: they wait at most about `batch_max_ms` + 100 ms.
+    /// (default 2,000). After each batch the import pauses (twice the batch's time plus 5 ms, at
+    /// most 100 ms) so that other writers sharing the file get in: they wait at most about
+    /// `batch_max_ms` + 100 ms.
     pub batch_max_ms: u64,
 }
 
@@ -483,8 +484,9 @@ impl Pipeline {
         let mut report = ImportReport::default();
         loop {
             let mut lines = 0;
+            // Started before the write lock is asked for: a writer may wait from then on.
+            let started = Instant::now();
             let counts = self.write(|tx| {
-                let started = Instant::now();
                 let mut writer = Writer::restoring(tx)?;
                 let mut counts = ImportReport::default();
                 while let Some(mut chunk) = chunks.next()? {
@@ -504,10 +506,7 @@ impl Pipeline {
             report.absorb(&counts);
             report.committed = true;
             if !chunks.reader.done {
-                // SQLite has no queue for the write lock: a waiting writer sleeps and retries,
-                // and would find the next batch holding it again. Pausing as long as its longest
-                // sleep lets any writer that waited for this batch in.
-                std::thread::sleep(WRITER_RETRY_MAX);
+                std::thread::sleep(pause_after(started.elapsed()));
             }
         }
     }
@@ -580,8 +579,16 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// A parsed, validated line ready to apply (and its price, for an LLM call).
 type Prepped = (Line, Option<CallCost>);
 
-/// The longest pause of SQLite's busy handler between two tries at the write lock.
-const WRITER_RETRY_MAX: Duration = Duration::from_millis(100);
+/// How long an import pauses after a batch that held the write lock for `held`.
+///
+/// SQLite has no queue for the write lock: a writer waiting on its busy timeout sleeps between
+/// tries (SQLite's busy handler: 1, 2, 5, 10, 15, 20, 25, … ms, at most 100 ms) and would wake to
+/// find the next batch holding the lock again, until it times out. Each of its sleeps is at most
+/// twice the time it had waited, plus 5 ms, and at most 100 ms; a writer that began waiting
+/// during this batch has waited at most `held`, so it tries again within the pause and gets in.
+fn pause_after(held: Duration) -> Duration {
+    (held * 2 + Duration::from_millis(5)).min(Duration::from_millis(100))
+}
 
 /// Lines per chunk: the unit read on the caller's thread and parsed on the helper thread.
 const CHUNK_LINES: usize = 1_024;
