@@ -591,11 +591,11 @@ fn pause_after(held: Duration) -> Duration {
 }
 
 /// Lines per chunk: the unit read on the caller's thread and parsed on the helper thread.
-const CHUNK_LINES: usize = 1_024;
+const CHUNK_LINES: usize = 256;
 /// Text per chunk, at most (a longer line makes a chunk of its own).
 const CHUNK_BYTES: usize = 1 << 20;
 /// Text read ahead of the writer, at most (beyond one chunk).
-const READ_AHEAD_BYTES: usize = 1 << 20;
+const READ_AHEAD_BYTES: usize = 512 << 10;
 
 /// Where a line lies in its chunk's text, or how long it was when over [`MAX_LINE_BYTES`].
 #[derive(Debug, Clone, Copy)]
