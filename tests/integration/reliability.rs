@@ -925,3 +925,139 @@ proptest! {
         prop_assert_eq!(ok, "ok");
     }
 }
+
+/// The JSONL of 400 ended runs of 20 calls each (8,400 lines), in export order.
+fn import_source() -> String {
+    let p = Pipeline::open_in_memory(pricing()).unwrap();
+    for r in 0..400 {
+        let run_id = format!("run-{r:03}");
+        let t0 = 1_750_000_000.0 + r as f64 * 10.0;
+        let mut batch = vec![Record::StartRun {
+            run_id: run_id.clone(),
+            metadata: json!({"n": r}),
+            started_at: Some(t0),
+        }];
+        for i in 0..20 {
+            batch.push(if i % 2 == 0 {
+                Record::Llm(LlmCall {
+                    step: i,
+                    timestamp: Some(t0 + i as f64 * 0.1),
+                    ..llm(&format!("{run_id}-{i}"), &run_id, 100 + i, 10)
+                })
+            } else {
+                Record::Tool(ToolCall {
+                    step: i,
+                    timestamp: Some(t0 + i as f64 * 0.1),
+                    ..tool(&format!("{run_id}-{i}"), &run_id, i % 7 != 0)
+                })
+            });
+        }
+        batch.push(Record::EndRun {
+            run_id,
+            status: "success".into(),
+            ended_at: Some(t0 + 5.0),
+        });
+        p.record_batch(batch).unwrap();
+    }
+    let mut out = Vec::new();
+    p.export_all_jsonl_to(None, None, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Child side of `sigkill_mid_import_then_reimport`: imports AGENTOBS_IMPORT_FILE into
+/// AGENTOBS_IMPORT_DB in batches of 100 lines.
+#[test]
+fn child_importer() {
+    let (Ok(db), Ok(file)) = (
+        std::env::var("AGENTOBS_IMPORT_DB"),
+        std::env::var("AGENTOBS_IMPORT_FILE"),
+    ) else {
+        return;
+    };
+    let p = Pipeline::open(&db, pricing()).unwrap();
+    let options = ImportOptions {
+        batch_lines: 100,
+        ..ImportOptions::default()
+    };
+    let input = BufReader::new(std::fs::File::open(file).unwrap());
+    p.import_jsonl(input, &options, |l, e| panic!("{l}: {e}"), |_| {})
+        .unwrap();
+}
+
+/// An import killed at random moments leaves a consistent file holding exactly a prefix of the
+/// input (whole batches, in order), and importing the same file again completes it: the result
+/// exports byte for byte as the source.
+#[test]
+fn sigkill_mid_import_then_reimport() {
+    let text = import_source();
+    let (dir, path) = temp_db();
+    let file = dir.path().join("source.jsonl");
+    std::fs::write(&file, &text).unwrap();
+    // Call ids in file order: what a prefix of the input holds.
+    let order: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.get("call_id").and_then(|c| c.as_str()).map(String::from)
+        })
+        .collect();
+    let mut seed = 0x2545_F491_u64;
+    let mut prefixes = Vec::new();
+    for kill in 0..5 {
+        let mut c = child(
+            "reliability::child_importer",
+            &[
+                ("AGENTOBS_IMPORT_DB", path.to_str().unwrap().to_string()),
+                ("AGENTOBS_IMPORT_FILE", file.to_str().unwrap().to_string()),
+            ],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 500));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok", "after kill {kill}");
+        assert_rollups_consistent(&conn);
+        let present: HashSet<String> = conn
+            .prepare("SELECT call_id FROM llm_calls UNION ALL SELECT call_id FROM tool_calls")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let prefix: HashSet<String> = order[..present.len()].iter().cloned().collect();
+        assert_eq!(
+            present, prefix,
+            "after kill {kill}: not a prefix of the input"
+        );
+        prefixes.push(present.len());
+    }
+    let p = open(&path);
+    let report = p
+        .import_jsonl(
+            Cursor::new(text.as_bytes()),
+            &ImportOptions::default(),
+            |l, e| panic!("{l}: {e}"),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(report.rejected, 0);
+    let mut out = Vec::new();
+    p.export_all_jsonl_to(None, None, &mut out).unwrap();
+    assert!(
+        out == text.as_bytes(),
+        "the completed import differs from the source"
+    );
+    assert!(
+        prefixes.iter().any(|&n| 0 < n && n < order.len()),
+        "no kill landed mid-import: {prefixes:?}"
+    );
+}
