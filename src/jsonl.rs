@@ -388,7 +388,7 @@ impl Pipeline {
     /// that is rolled back if any line is bad). Each rejected line is passed to `on_reject` with
     /// its 1-based line number and the reason, in line order; `on_progress` gets the bytes
     /// applied so far as the import goes. Lines are parsed on a helper thread while this one
-    /// writes; memory stays bounded (about 1 MiB of lines in flight, plus the page cache)
+    /// writes; memory stays bounded (about 512 KiB of lines in flight, plus the page cache)
     /// whatever the input's size.
     ///
     /// # Errors

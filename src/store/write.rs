@@ -966,7 +966,14 @@ impl<'c> Writer<'c> {
         // Everything that can refuse the call does so before its row is written, so that a
         // refused call leaves nothing behind even without a savepoint.
         let delta = Rollup::of_llm(call, &cost);
-        let rollup = rollup.add(&delta, &call.run_id)?;
+        let rollup = match rollup.add(&delta, &call.run_id) {
+            Ok(rollup) => rollup,
+            Err(e) => {
+                return existing_llm(self.conn, &call.call_id)?
+                    .map(|old| compare_llm(&old, call, &cost).map(|()| Written::Duplicate))
+                    .unwrap_or(Err(e))
+            }
+        };
         let inserted = self.conn.prepare_cached(INSERT_LLM)?.execute(params![
             call.call_id,
             call.run_id,
@@ -1029,7 +1036,14 @@ impl<'c> Writer<'c> {
             tool_errors: failed,
             ..Rollup::default()
         };
-        let rollup = rollup.add(&delta, &call.run_id)?;
+        let rollup = match rollup.add(&delta, &call.run_id) {
+            Ok(rollup) => rollup,
+            Err(e) => {
+                return existing_tool(self.conn, &call.call_id)?
+                    .map(|old| compare_tool(&old, call).map(|()| Written::Duplicate))
+                    .unwrap_or(Err(e))
+            }
+        };
         let inserted = self.conn.prepare_cached(INSERT_TOOL)?.execute(params![
             call.call_id,
             call.run_id,

@@ -268,7 +268,8 @@ fn refused_lines_in_a_large_batch_leave_nothing_behind() {
         if let Some((_, line)) = bad.iter().find(|(n, _)| *n == i) {
             lines.push(line.clone());
             expected.push(i as u64);
-        } else if i == 3000 {
+        } else if i == 3000 || i == 3002 {
+            // The second is a retry: a duplicate, although adding it again would overflow.
             lines.push(format!(r#"{{"type":"llm_call","call_id":"big-1","run_id":"r1","model":"m","input_tokens":{half_max},"output_tokens":0,"latency_ms":1,"cost_usd":0,"timestamp":2}}"#));
         } else {
             lines.push(good_tool(i));
@@ -290,7 +291,8 @@ fn refused_lines_in_a_large_batch_leave_nothing_behind() {
     assert_eq!(report.rejected, 5);
     assert_eq!(report.lines, 3100);
     assert_eq!((report.runs, report.llm_calls), (1, 1));
-    assert_eq!(report.tool_calls, 3100 - 1 - 5 - 1);
+    assert_eq!(report.duplicates, 1);
+    assert_eq!(report.tool_calls, 3100 - 1 - 5 - 2);
     assert!(
         p.run("r-new").unwrap().is_none(),
         "no run from a refused line"
