@@ -405,14 +405,16 @@ impl Pipeline {
         std::thread::scope(|scope| {
             let (to_parser, parser_in) = mpsc::channel::<Chunk>();
             let (parser_out, from_parser) = mpsc::channel::<Chunk>();
-            scope.spawn(move || {
-                for mut chunk in parser_in {
-                    chunk.parse(pricing, strict_pricing);
-                    if parser_out.send(chunk).is_err() {
-                        break;
+            std::thread::Builder::new()
+                .name("agentobs-parse".into())
+                .spawn_scoped(scope, move || {
+                    for mut chunk in parser_in {
+                        chunk.parse(pricing, strict_pricing);
+                        if parser_out.send(chunk).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                })?;
             let mut chunks = ParsedChunks {
                 reader: LineReader::new(input, options.batch_lines.clamp(1, CHUNK_LINES)),
                 to_parser,
