@@ -129,7 +129,7 @@ fn bare_copy(src: &Path, dst: &Path, defer_indexes: bool) -> (i64, f64) {
     let conn = rusqlite::Connection::open(dst).unwrap();
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+         PRAGMA cache_size = -49152; PRAGMA wal_autocheckpoint = 10000;",
     )
     .unwrap();
     conn.execute("ATTACH ?1 AS src", [src.to_str().unwrap()])

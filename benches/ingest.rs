@@ -81,7 +81,7 @@ fn bare_conn(path: &Path) -> Connection {
     drop(Pipeline::open(path, Pricing::builtin()).unwrap());
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -49152;
          PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;",
     )
     .unwrap();

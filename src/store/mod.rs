@@ -52,7 +52,7 @@ impl Default for PipelineOptions {
             config: ConnConfig {
                 synchronous: Synchronous::Normal,
                 busy_timeout: Duration::from_secs(5),
-                cache_size_kib: 64 * 1024,
+                cache_size_kib: 48 * 1024,
                 read_only: false,
                 max_size_bytes: None,
             },
@@ -76,7 +76,7 @@ impl PipelineOptions {
         self
     }
 
-    /// SQLite page cache per connection in KiB (default 64 MiB).
+    /// SQLite page cache per connection in KiB (default 48 MiB).
     pub fn cache_size_kib(mut self, kib: i64) -> Self {
         self.config.cache_size_kib = kib;
         self
