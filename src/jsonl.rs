@@ -508,7 +508,7 @@ impl Pipeline {
             report.absorb(&counts);
             report.committed = true;
             if !chunks.reader.done {
-                std::thread::sleep(pause_after(started.elapsed()));
+                crate::store::yield_to_writers(started.elapsed());
             }
         }
     }
@@ -580,17 +580,6 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// A parsed, validated line ready to apply (and its price, for an LLM call).
 type Prepped = (Line, Option<CallCost>);
-
-/// How long an import pauses after a batch that held the write lock for `held`.
-///
-/// SQLite has no queue for the write lock: a writer waiting on its busy timeout sleeps between
-/// tries (SQLite's busy handler: 1, 2, 5, 10, 15, 20, 25, … ms, at most 100 ms) and would wake to
-/// find the next batch holding the lock again, until it times out. Each of its sleeps is at most
-/// twice the time it had waited, plus 5 ms, and at most 100 ms; a writer that began waiting
-/// during this batch has waited at most `held`, so it tries again within the pause and gets in.
-fn pause_after(held: Duration) -> Duration {
-    (held * 2 + Duration::from_millis(5)).min(Duration::from_millis(100))
-}
 
 /// Lines per chunk: the unit read on the caller's thread and parsed on the helper thread.
 const CHUNK_LINES: usize = 256;

@@ -1,13 +1,17 @@
 //! Re-pricing: recompute stored costs from the current pricing table, when a model's price
 //! becomes known or changes.
 //!
-//! Calls are visited in `rowid` order in batches; each batch is one write transaction that
-//! updates the calls, their runs' rollups and the histogram together, so a dashboard read at any
-//! moment sees every run's rollup agree with its calls. Alerts are not re-evaluated: an alert is
-//! a record of what was known when the money was spent. Running it twice changes nothing the
+//! Calls are visited in `rowid` order, 5,000 per query, for up to a second (by default) per
+//! write transaction; each transaction updates the calls, their runs' rollups and the histogram
+//! together, so a dashboard read at any moment sees every run's rollup agree with its calls, and
+//! between two transactions it pauses so that live writers sharing the file get the lock. Alerts
+//! are not re-evaluated: an alert is a record of what was known when the money was spent. Running
+//! it twice changes nothing the
 //! second time, since a cost equal to the stored one is left alone.
 
-use rusqlite::params;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -15,8 +19,8 @@ use crate::record::LlmCall;
 use crate::store::write::{price_call, CallCost, Writer};
 use crate::Pipeline;
 
-/// Which calls to re-price.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Which calls to re-price, and how long each transaction may hold the write lock.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RepriceScope {
     /// Every call in the time range (default: only unpriced calls).
     pub all: bool,
@@ -26,6 +30,22 @@ pub struct RepriceScope {
     pub since: Option<f64>,
     /// Calls before this time (epoch seconds).
     pub until: Option<f64>,
+    /// How long one transaction may hold the write lock, in milliseconds (default 1,000; at
+    /// least one page of 5,000 calls). Between two, re-pricing pauses (twice the transaction's
+    /// time plus 5 ms, at most 100 ms) so that other writers sharing the file get in.
+    pub batch_max_ms: u64,
+}
+
+impl Default for RepriceScope {
+    fn default() -> Self {
+        RepriceScope {
+            all: false,
+            include_given: false,
+            since: None,
+            until: None,
+            batch_max_ms: 1_000,
+        }
+    }
 }
 
 /// What a re-pricing did.
@@ -43,10 +63,10 @@ pub struct RepriceReport {
     pub after_picousd: i128,
 }
 
-/// Calls per transaction.
-const BATCH: i64 = 5_000;
+/// Calls read per query.
+const PAGE: i64 = 5_000;
 
-const SELECT_BATCH: &str = "SELECT rowid, call_id, run_id, model, input_tokens, output_tokens,
+const SELECT_PAGE: &str = "SELECT rowid, call_id, run_id, model, input_tokens, output_tokens,
     cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, cost_usd, cost_picousd,
     cost_source, timestamp, cached
     FROM llm_calls
@@ -66,65 +86,86 @@ impl Pipeline {
         let mut report = RepriceReport::default();
         let mut last_rowid = 0i64;
         loop {
-            let (done, next) = self.write(|tx| {
+            let started = Instant::now();
+            let done = self.write(|tx| {
                 let mut writer = Writer::new(tx, false)?;
-                let mut stmt = tx.prepare_cached(SELECT_BATCH)?;
-                let mut rows = stmt.query(params![
-                    last_rowid,
-                    scope.all,
-                    scope.include_given,
-                    scope.since.unwrap_or(f64::NEG_INFINITY),
-                    scope.until.unwrap_or(f64::INFINITY),
-                    BATCH
-                ])?;
-                let mut n = 0;
-                let mut last = last_rowid;
-                let mut batch = Vec::new();
-                while let Some(r) = rows.next()? {
-                    n += 1;
-                    last = r.get(0)?;
-                    let call = LlmCall {
-                        call_id: r.get(1)?,
-                        run_id: r.get(2)?,
-                        model: r.get(3)?,
-                        input_tokens: r.get(4)?,
-                        output_tokens: r.get(5)?,
-                        cached_input_tokens: r.get(6)?,
-                        cache_write_tokens: r.get(7)?,
-                        reasoning_tokens: r.get(8)?,
-                        latency_ms: r.get(9)?,
-                        cost_usd: None,
-                        timestamp: Some(r.get(13)?),
-                        cached: r.get(14)?,
-                        ..LlmCall::default()
-                    };
-                    let old = match (r.get::<_, String>(12)?.as_str(), r.get(10)?, r.get(11)?) {
-                        ("given", Some(usd), Some(picousd)) => CallCost::Given { usd, picousd },
-                        ("computed", _, Some(picousd)) => CallCost::Computed { picousd },
-                        _ => CallCost::Unpriced,
-                    };
-                    batch.push((call, old));
-                }
-                drop(rows);
-                drop(stmt);
-                for (call, old) in &batch {
-                    let ts = call.timestamp.unwrap_or_default();
-                    let new = price_call(self.pricing(), false, call, ts)?;
-                    report.examined += 1;
-                    report.before_picousd += old.picousd().unwrap_or(0) as i128;
-                    report.after_picousd += new.picousd().unwrap_or(0) as i128;
-                    report.still_unpriced += u64::from(new == CallCost::Unpriced);
-                    if writer.reprice_llm(call, *old, new)? {
-                        report.changed += 1;
+                let done = loop {
+                    let calls =
+                        self.reprice_page(tx, &mut writer, scope, &mut last_rowid, &mut report)?;
+                    if calls < PAGE {
+                        break true;
                     }
-                }
+                    if started.elapsed() >= Duration::from_millis(scope.batch_max_ms) {
+                        break false;
+                    }
+                };
                 writer.finish()?;
-                Ok((n < BATCH, last))
+                Ok(done)
             })?;
-            last_rowid = next;
             if done {
                 return Ok(report);
             }
+            crate::store::yield_to_writers(started.elapsed());
         }
+    }
+
+    /// Re-prices the next [`PAGE`] calls in scope after `last_rowid` (moved past them); returns
+    /// how many there were.
+    fn reprice_page(
+        &self,
+        tx: &Connection,
+        writer: &mut Writer,
+        scope: &RepriceScope,
+        last_rowid: &mut i64,
+        report: &mut RepriceReport,
+    ) -> Result<i64> {
+        let mut stmt = tx.prepare_cached(SELECT_PAGE)?;
+        let mut rows = stmt.query(params![
+            *last_rowid,
+            scope.all,
+            scope.include_given,
+            scope.since.unwrap_or(f64::NEG_INFINITY),
+            scope.until.unwrap_or(f64::INFINITY),
+            PAGE
+        ])?;
+        let mut page = Vec::new();
+        while let Some(r) = rows.next()? {
+            *last_rowid = r.get(0)?;
+            let call = LlmCall {
+                call_id: r.get(1)?,
+                run_id: r.get(2)?,
+                model: r.get(3)?,
+                input_tokens: r.get(4)?,
+                output_tokens: r.get(5)?,
+                cached_input_tokens: r.get(6)?,
+                cache_write_tokens: r.get(7)?,
+                reasoning_tokens: r.get(8)?,
+                latency_ms: r.get(9)?,
+                cost_usd: None,
+                timestamp: Some(r.get(13)?),
+                cached: r.get(14)?,
+                ..LlmCall::default()
+            };
+            let old = match (r.get::<_, String>(12)?.as_str(), r.get(10)?, r.get(11)?) {
+                ("given", Some(usd), Some(picousd)) => CallCost::Given { usd, picousd },
+                ("computed", _, Some(picousd)) => CallCost::Computed { picousd },
+                _ => CallCost::Unpriced,
+            };
+            page.push((call, old));
+        }
+        drop(rows);
+        drop(stmt);
+        for (call, old) in &page {
+            let ts = call.timestamp.unwrap_or_default();
+            let new = price_call(self.pricing(), false, call, ts)?;
+            report.examined += 1;
+            report.before_picousd += old.picousd().unwrap_or(0) as i128;
+            report.after_picousd += new.picousd().unwrap_or(0) as i128;
+            report.still_unpriced += u64::from(new == CallCost::Unpriced);
+            if writer.reprice_llm(call, *old, new)? {
+                report.changed += 1;
+            }
+        }
+        Ok(page.len() as i64)
     }
 }

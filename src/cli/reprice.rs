@@ -30,6 +30,7 @@ pub fn run(cli: &Cli, args: &Args) -> CliResult {
         include_given: args.include_given,
         since: args.since,
         until: args.until,
+        ..RepriceScope::default()
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(

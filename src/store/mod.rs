@@ -203,6 +203,19 @@ pub struct Pipeline {
     on_alert: Option<AlertCallback>,
 }
 
+/// Pauses a long job (an import, a re-pricing) between two of its write transactions, after one
+/// that held the write lock for `held`, so that other writers sharing the file get in.
+///
+/// SQLite has no queue for the write lock: a writer waiting on its busy timeout sleeps between
+/// tries (SQLite's busy handler: 1, 2, 5, 10, 15, 20, 25, … ms, at most 100 ms) and would wake to
+/// find the job's next transaction holding the lock again, until it times out. Each of its sleeps
+/// is at most twice the time it had waited, plus 5 ms, and at most 100 ms; a writer that began
+/// waiting during this transaction has waited at most `held`, so it tries again within the pause
+/// and gets in.
+pub(crate) fn yield_to_writers(held: Duration) {
+    std::thread::sleep((held * 2 + Duration::from_millis(5)).min(Duration::from_millis(100)));
+}
+
 /// Locks a mutex even if a thread panicked while holding it: the connection inside stays
 /// valid (an open transaction was rolled back when its guard dropped).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -169,8 +169,11 @@ fn reprice_respects_the_time_range() {
     assert_eq!(p.run("r").unwrap().unwrap().unpriced_calls, 2);
 }
 
+/// Also: a live writer with a 200 ms busy timeout records calls throughout, between re-pricing
+/// transactions of 50 ms (re-pricing pauses after each; without the pause the writer starves and
+/// times out).
 #[test]
-fn dashboard_reads_stay_consistent_while_100k_calls_are_repriced() {
+fn dashboard_reads_stay_consistent_and_live_writes_go_on_while_100k_calls_are_repriced() {
     let (_d, path) = temp_db();
     let p = Pipeline::open(&path, Pricing::empty()).unwrap();
     let models = ["m1", "m2", "m3"];
@@ -196,8 +199,22 @@ fn dashboard_reads_stay_consistent_while_100k_calls_are_repriced() {
     .unwrap();
     let writer = Pipeline::open(&path, pricing).unwrap();
     let reader = Pipeline::open(&path, Pricing::empty()).unwrap();
+    let live = Pipeline::options()
+        .busy_timeout(std::time::Duration::from_millis(200))
+        .open(&path, Pricing::empty())
+        .unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let reads = std::thread::scope(|s| {
+    let (reads, written) = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                live.record_tool_call(crate::util::tool(&format!("live-{n}"), "live", true))
+                    .unwrap_or_else(|e| panic!("live write {n} refused during re-pricing: {e}"));
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            n
+        });
         let h = s.spawn(|| {
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
@@ -212,14 +229,20 @@ fn dashboard_reads_stay_consistent_while_100k_calls_are_repriced() {
             }
             reads
         });
-        let r = writer.reprice(&RepriceScope::default()).unwrap();
+        let scope = RepriceScope {
+            batch_max_ms: 50,
+            ..RepriceScope::default()
+        };
+        let r = writer.reprice(&scope).unwrap();
         assert_eq!(
             (r.examined, r.changed, r.still_unpriced),
             (100_000, 100_000, 0)
         );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        h.join().unwrap()
+        (h.join().unwrap(), w.join().unwrap())
     });
     assert!(reads > 0);
+    assert!(written > 0);
+    assert_eq!(live.run("live").unwrap().unwrap().tool_calls, written);
     assert_rollups_consistent(&Connection::open(&path).unwrap());
 }
