@@ -78,13 +78,17 @@ pub(crate) fn price_call(
     if call.cached {
         return Ok(CallCost::Computed { picousd: 0 });
     }
-    match pricing.cost(&call.model, &call.usage(), Some(timestamp)) {
-        Ok(cost) => Ok(CallCost::Computed {
+    let cost = if strict {
+        Some(pricing.cost(&call.model, &call.usage(), Some(timestamp))?)
+    } else {
+        pricing.cost_if_priced(&call.model, &call.usage(), Some(timestamp))?
+    };
+    Ok(match cost {
+        Some(cost) => CallCost::Computed {
             picousd: cost.total_picousd,
-        }),
-        Err(Error::UnknownModel { .. }) if !strict => Ok(CallCost::Unpriced),
-        Err(e) => Err(e),
-    }
+        },
+        None => CallCost::Unpriced,
+    })
 }
 
 /// A record validated and priced, ready for [`Writer::apply`].
