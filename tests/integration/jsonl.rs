@@ -369,16 +369,7 @@ fn a_live_writer_is_not_starved_by_an_import() {
         .unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);
     let recorded = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let mut n = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                live.record_tool_call(tool(&format!("live{n}"), "live", true))
-                    .unwrap_or_else(|e| panic!("live write {n} refused during the import: {e}"));
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            n
-        });
+        let writer = s.spawn(|| crate::util::record_until(&live, &done));
         let options = ImportOptions {
             batch_max_ms: 50,
             ..ImportOptions::default()

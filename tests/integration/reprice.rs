@@ -205,16 +205,7 @@ fn dashboard_reads_stay_consistent_and_live_writes_go_on_while_100k_calls_are_re
         .unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (reads, written) = std::thread::scope(|s| {
-        let w = s.spawn(|| {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                live.record_tool_call(crate::util::tool(&format!("live-{n}"), "live", true))
-                    .unwrap_or_else(|e| panic!("live write {n} refused during re-pricing: {e}"));
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            n
-        });
+        let w = s.spawn(|| crate::util::record_until(&live, &stop));
         let h = s.spawn(|| {
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {

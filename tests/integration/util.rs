@@ -87,6 +87,19 @@ pub fn snapshot(path: &Path) -> String {
     out
 }
 
+/// A live writer: records a tool call into run `live` every 5 ms until `stop`, panicking at the
+/// first refusal (a `Busy` when a long job starves it); returns how many it recorded.
+pub fn record_until(p: &Pipeline, stop: &std::sync::atomic::AtomicBool) -> i64 {
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        p.record_tool_call(tool(&format!("live-{n}"), "live", true))
+            .unwrap_or_else(|e| panic!("live write {n} refused: {e}"));
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    n
+}
+
 /// Asserts that every run's rollup columns equal a fresh aggregate over its child rows, and
 /// that the latency histogram's counts equal the call tables'.
 pub fn assert_rollups_consistent(conn: &Connection) {
