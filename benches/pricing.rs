@@ -1,7 +1,8 @@
 //! Pricing on the write path with LiteLLM's full table (3,945 token-priced models): recording a
 //! call of a model the table knows and of one it does not. Both should cost about the same: an
-//! unknown model is stored unpriced without the name suggestions a strict error carries (a scan of
-//! every name, ~12 ms per call before this bench existed).
+//! unknown model is stored unpriced without the name suggestions a strict error carries, a scan of
+//! every name (before that fix, `reprice --all` with this table spent 609 s on a file with 52,201
+//! unpriced calls: about 12 ms each).
 
 use agentobs::{LlmCall, Pipeline, Pricing};
 use criterion::{criterion_group, criterion_main, Criterion};

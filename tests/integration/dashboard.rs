@@ -266,13 +266,11 @@ fn check(d: &Dashboard, runs: &[RunSpec], f: &DashboardFilter) {
                 .sum::<i128>()
         );
         let l: Vec<f64> = calls.iter().map(|c| c.3).collect();
-        assert!(
-            close(row.p50_latency_ms, numpy(&l, 0.5)),
-            "{ctx}: {name} p50"
-        );
-        assert!(
-            close(row.p95_latency_ms, numpy(&l, 0.95)),
-            "{ctx}: {name} p95"
+        assert_percentiles(
+            &format!("{ctx}: {name}"),
+            row.p50_latency_ms,
+            row.p95_latency_ms,
+            &l,
         );
     }
     for (t, name) in TOOLS.iter().enumerate() {
@@ -284,15 +282,19 @@ fn check(d: &Dashboard, runs: &[RunSpec], f: &DashboardFilter) {
         assert_eq!(row.calls, calls.len() as i64);
         assert_eq!(row.errors, calls.iter().filter(|c| !c.2).count() as i64);
         let l: Vec<f64> = calls.iter().map(|c| c.1).collect();
-        assert!(
-            close(row.p50_latency_ms, numpy(&l, 0.5)),
-            "{ctx}: {name} p50"
-        );
-        assert!(
-            close(row.p95_latency_ms, numpy(&l, 0.95)),
-            "{ctx}: {name} p95"
+        assert_percentiles(
+            &format!("{ctx}: {name}"),
+            row.p50_latency_ms,
+            row.p95_latency_ms,
+            &l,
         );
     }
+}
+
+/// Asserts that a p50 and a p95 equal numpy's over `latencies_ms`.
+fn assert_percentiles(ctx: &str, p50_ms: Option<f64>, p95_ms: Option<f64>, latencies_ms: &[f64]) {
+    assert!(close(p50_ms, numpy(latencies_ms, 0.5)), "{ctx} p50");
+    assert!(close(p95_ms, numpy(latencies_ms, 0.95)), "{ctx} p95");
 }
 
 fn filters() -> Vec<DashboardFilter> {
